@@ -1,0 +1,45 @@
+/*
+ * Small helpers used across agentos: clocks, identifiers, hashing, a
+ * growable string buffer.
+ */
+#ifndef AO_UTIL_H
+#define AO_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Wall clock, Unix epoch milliseconds. */
+int64_t ao_now_ms(void);
+/* Monotonic clock, microseconds since an arbitrary origin. */
+int64_t ao_mono_us(void);
+
+/* Writes `nbytes` random bytes as lowercase hex (2*nbytes chars + NUL) into
+ * out; uses the OS's CSPRNG. */
+void ao_random_hex(char *out, size_t nbytes);
+
+/* SHA-256 of data as 64 lowercase hex chars + NUL. */
+void ao_sha256_hex(const void *data, size_t len, char out[65]);
+
+/* Constant-time equality of two NUL-terminated strings of the same length
+ * (different lengths compare unequal, leaking only the length). */
+int ao_const_time_streq(const char *a, const char *b);
+
+/* Whether s (len bytes) is 1..max bytes of [A-Za-z0-9_.:/-]. */
+int ao_valid_id(const char *s, size_t max);
+
+/* A growable NUL-terminated buffer. Zero-initialise, append, then take
+ * ownership of .data (or ao_sb_free). */
+typedef struct ao_sb {
+    char *data;
+    size_t len;
+    size_t cap;
+} ao_sb_t;
+
+void ao_sb_append(ao_sb_t *sb, const char *s, size_t n);
+void ao_sb_puts(ao_sb_t *sb, const char *s);
+void ao_sb_printf(ao_sb_t *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Detaches the string (never NULL) and resets the buffer. */
+char *ao_sb_take(ao_sb_t *sb);
+void ao_sb_free(ao_sb_t *sb);
+
+#endif
