@@ -21,6 +21,7 @@
 typedef struct path {
     char buf[256];
     size_t len;
+    unsigned flags;
 } path_t;
 
 static size_t path_push(path_t *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -437,6 +438,10 @@ static int decode_message(const ProtobufCMessageDescriptor *d, json_t *j, Protob
         size_t saved = path_push(p, "%s%s", p->len ? "." : "", key);
         const ProtobufCFieldDescriptor *f = find_field(d, key);
         if (!f) {
+            if (p->flags & AO_PBJSON_IGNORE_UNKNOWN) {
+                path_pop(p, saved);
+                continue;
+            }
             rc = fail(st, p, "unknown field of %s", d->name);
             break;
         }
@@ -477,7 +482,13 @@ static int decode_message(const ProtobufCMessageDescriptor *d, json_t *j, Protob
 int ao_pbjson_decode(const ProtobufCMessageDescriptor *desc, json_t *json, ProtobufCMessage **out,
                      ao_status_t *st)
 {
-    path_t p = {{0}, 0};
+    return ao_pbjson_decode_ex(desc, json, 0, out, st);
+}
+
+int ao_pbjson_decode_ex(const ProtobufCMessageDescriptor *desc, json_t *json, unsigned flags,
+                        ProtobufCMessage **out, ao_status_t *st)
+{
+    path_t p = {{0}, 0, flags};
     ProtobufCMessage *msg = NULL;
     int rc = decode_message(desc, json, &msg, &p, st);
     if (rc) {
@@ -492,6 +503,12 @@ int ao_pbjson_decode(const ProtobufCMessageDescriptor *desc, json_t *json, Proto
 int ao_pbjson_decode_text(const ProtobufCMessageDescriptor *desc, const char *text, size_t len,
                           ProtobufCMessage **out, ao_status_t *st)
 {
+    return ao_pbjson_decode_text_ex(desc, text, len, 0, out, st);
+}
+
+int ao_pbjson_decode_text_ex(const ProtobufCMessageDescriptor *desc, const char *text, size_t len,
+                             unsigned flags, ProtobufCMessage **out, ao_status_t *st)
+{
     json_error_t jerr;
     json_t *j = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
     if (!j) {
@@ -499,7 +516,7 @@ int ao_pbjson_decode_text(const ProtobufCMessageDescriptor *desc, const char *te
         return ao_status_set(st, AO_EINVAL, "invalid JSON at line %d column %d: %s", jerr.line,
                              jerr.column, jerr.text);
     }
-    int rc = ao_pbjson_decode(desc, j, out, st);
+    int rc = ao_pbjson_decode_ex(desc, j, flags, out, st);
     json_decref(j);
     return rc;
 }

@@ -30,10 +30,22 @@
 int ao_pbjson_decode(const ProtobufCMessageDescriptor *desc, json_t *json, ProtobufCMessage **out,
                      ao_status_t *st);
 
+enum {
+    /* Decoding: skip unknown fields instead of rejecting them (for replies of
+     * remote agents, which may be newer than this server). */
+    AO_PBJSON_IGNORE_UNKNOWN = 8,
+};
+
+/* ao_pbjson_decode with options (AO_PBJSON_IGNORE_UNKNOWN). */
+int ao_pbjson_decode_ex(const ProtobufCMessageDescriptor *desc, json_t *json, unsigned flags,
+                        ProtobufCMessage **out, ao_status_t *st);
+
 /* The same from JSON text (len bytes; need not be NUL-terminated). Syntax
  * errors name the line and column. */
 int ao_pbjson_decode_text(const ProtobufCMessageDescriptor *desc, const char *text, size_t len,
                           ProtobufCMessage **out, ao_status_t *st);
+int ao_pbjson_decode_text_ex(const ProtobufCMessageDescriptor *desc, const char *text, size_t len,
+                             unsigned flags, ProtobufCMessage **out, ao_status_t *st);
 
 /* The same from a file; errors name the file. */
 int ao_pbjson_decode_file(const ProtobufCMessageDescriptor *desc, const char *path,

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "agentos/v1/agent.pb-c.h"
 #include "agentos/v1/config.pb-c.h"
 #include "agentos/v1/event.pb-c.h"
 #include "pbjson.h"
@@ -300,6 +301,31 @@ static void test_decode_file(void **state)
     assert_non_null(strstr(st.msg, "No such file"));
 }
 
+static void test_ignore_unknown(void **state)
+{
+    (void)state;
+    const char *in = "{\"output\":\"ok\",\"newerField\":{\"x\":[1]},\"confidence\":0.5}";
+    ProtobufCMessage *m = NULL;
+    ao_status_t st = {0};
+    assert_int_equal(ao_pbjson_decode_text(&agentos__v1__agent_result__descriptor, in, strlen(in),
+                                           &m, &st),
+                     AO_EINVAL);
+    assert_non_null(strstr(st.msg, "newerField: unknown field"));
+    assert_int_equal(ao_pbjson_decode_text_ex(&agentos__v1__agent_result__descriptor, in,
+                                              strlen(in), AO_PBJSON_IGNORE_UNKNOWN, &m, &st),
+                     0);
+    Agentos__V1__AgentResult *r = (Agentos__V1__AgentResult *)m;
+    assert_string_equal(r->output, "ok");
+    assert_true(r->confidence == 0.5);
+    protobuf_c_message_free_unpacked(m, NULL);
+    /* Known fields keep their type checks. */
+    assert_int_equal(ao_pbjson_decode_text_ex(&agentos__v1__agent_result__descriptor,
+                                              "{\"x\":1,\"score\":\"high\"}", 22,
+                                              AO_PBJSON_IGNORE_UNKNOWN, &m, &st),
+                     AO_EINVAL);
+    assert_non_null(strstr(st.msg, "score: expected a number"));
+}
+
 static void test_camel(void **state)
 {
     (void)state;
@@ -324,6 +350,7 @@ int main(void)
         cmocka_unit_test(test_errors_free_partial_messages),
         cmocka_unit_test(test_agentos_messages),
         cmocka_unit_test(test_decode_file),
+        cmocka_unit_test(test_ignore_unknown),
         cmocka_unit_test(test_camel),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
