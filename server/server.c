@@ -1,0 +1,150 @@
+/*
+ * Threads: create/start/stop/destroy run on the main thread. Each
+ * subsystem documents its own threads.
+ */
+#include "server.h"
+
+#include "auth.h"
+#include "config.h"
+#include "health.h"
+#include "log.h"
+#include "mem.h"
+#include "rpc.h"
+
+#include <errno.h>
+#include <grpc/grpc_security.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct ao_server {
+    Agentos__V1__ServerConfig *cfg;
+    ao_auth_t *auth;
+    ao_rpc_server_t *rpc;
+    ao_health_t *health;
+};
+
+static char *read_pem(const char *what, const char *path, ao_status_t *st)
+{
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
+        ao_status_set(st, AO_EINVAL, "%s %s: %s", what, path, strerror(errno));
+        return NULL;
+    }
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&buf, &len);
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, fp)) > 0) fwrite(chunk, 1, n, mem);
+    fclose(fp);
+    fclose(mem);
+    if (len == 0 || !strstr(buf, "-----BEGIN")) {
+        ao_status_set(st, AO_EINVAL, "%s %s: not a PEM file", what, path);
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+/* Server credentials from cfg->tls, or NULL for plaintext (st unset) or on
+ * error (st set). */
+static grpc_server_credentials *server_creds(const Agentos__V1__ServerConfig *cfg, ao_status_t *st)
+{
+    const Agentos__V1__ServerTls *tls = cfg->tls;
+    if (!tls || !*tls->cert_file) return NULL;
+    char *cert = read_pem("tls.cert_file", tls->cert_file, st);
+    char *key = cert ? read_pem("tls.key_file", tls->key_file, st) : NULL;
+    char *ca = NULL;
+    if (key && *tls->client_ca_file) ca = read_pem("tls.client_ca_file", tls->client_ca_file, st);
+    grpc_server_credentials *creds = NULL;
+    if (key && (ca || !*tls->client_ca_file)) {
+        grpc_ssl_pem_key_cert_pair pair = {key, cert};
+        grpc_ssl_client_certificate_request_type req =
+            !ca ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+            : tls->require_client_cert ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+                                       : GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY;
+        creds = grpc_ssl_server_credentials_create_ex(ca, &pair, 1, req, NULL);
+        if (!creds) ao_status_set(st, AO_EINVAL, "tls: the certificate or key could not be used");
+    }
+    free(cert);
+    free(key);
+    free(ca);
+    return creds;
+}
+
+int ao_server_create(Agentos__V1__ServerConfig *cfg, ao_server_t **out, ao_status_t *st)
+{
+    ao_server_t *srv = ao_xcalloc(1, sizeof *srv);
+    srv->cfg = cfg;
+    *out = NULL;
+    int rc = ao_auth_create(cfg, &srv->auth, st);
+    if (rc) goto fail;
+
+    ao_status_clear(st);
+    grpc_server_credentials *creds = server_creds(cfg, st);
+    if (st->code) {
+        rc = st->code;
+        goto fail;
+    }
+    ao_rpc_options_t ro = {
+        .listen = (const char *const *)cfg->listen,
+        .n_listen = cfg->n_listen,
+        .creds = creds,
+        .threads = cfg->rpc_threads,
+        .max_message_bytes = cfg->limits->max_message_bytes,
+        .auth = ao_auth_rpc_hook,
+        .auth_ud = srv->auth,
+    };
+    srv->rpc = ao_rpc_server_create(&ro, st);
+    if (!srv->rpc) {
+        rc = st->code;
+        goto fail;
+    }
+    if ((rc = ao_health_create(srv->rpc, &srv->health, st))) goto fail;
+    /* The Orchestrator's methods are registered without handlers for now:
+     * each answers UNIMPLEMENTED naming itself. */
+    extern const ProtobufCServiceDescriptor agentos__v1__orchestrator__descriptor;
+    if ((rc = ao_rpc_server_add_service(srv->rpc, &agentos__v1__orchestrator__descriptor, NULL, 0,
+                                        srv, st)))
+        goto fail;
+    *out = srv;
+    return 0;
+fail:
+    ao_server_destroy(srv);
+    return rc;
+}
+
+int ao_server_start(ao_server_t *srv, ao_status_t *st)
+{
+    int rc = ao_rpc_server_start(srv->rpc, st);
+    if (rc) return rc;
+    const Agentos__V1__ServerConfig *cfg = srv->cfg;
+    for (size_t i = 0; i < cfg->n_listen; i++)
+        AO_INFO("server", "listening addr=%s port=%d tls=%s", cfg->listen[i],
+                ao_rpc_server_port(srv->rpc, i),
+                cfg->tls && *cfg->tls->cert_file
+                    ? (cfg->tls->require_client_cert ? "mtls" : "on")
+                    : "off");
+    if (!ao_auth_required(srv->auth))
+        AO_WARN("server", "running open: no tokens configured, every caller is tenant "
+                          "\"default\" (allowed on loopback addresses only)");
+    return 0;
+}
+
+void ao_server_stop(ao_server_t *srv)
+{
+    AO_INFO("server", "shutting down grace_s=%u", srv->cfg->shutdown_grace_seconds);
+    ao_health_shutdown(srv->health);
+    ao_rpc_server_shutdown(srv->rpc, srv->cfg->shutdown_grace_seconds * 1000u);
+}
+
+void ao_server_destroy(ao_server_t *srv)
+{
+    if (!srv) return;
+    ao_rpc_server_destroy(srv->rpc);
+    ao_health_destroy(srv->health);
+    ao_auth_destroy(srv->auth);
+    ao_config_free(srv->cfg);
+    free(srv);
+}
