@@ -1,0 +1,126 @@
+/*
+ * The event processor: the one ordered writer of the event log and of the
+ * workflow state (design note, "Event Sourcing with Ordered Processing").
+ *
+ * Any thread posts work to it (ao_proc_post): an agent's completion, an
+ * RPC's command or query. The processor thread runs posted work in order;
+ * work emits events (ao_proc_emit), each of which gets the next sequence
+ * number, is applied to the in-memory state at once (so that later work in
+ * the same batch sees it) and joins the current batch. When the inputs at
+ * hand are done, the batch is written to the log in one group commit (WAL
+ * synced unless durability is async); only then are its effects let out:
+ * after-commit callbacks (replies to clients, agent dispatches) run and the
+ * events are published to subscribers. Nothing outside the processor
+ * thread observes state or events that are not durable. A failed log write
+ * is fatal (the process aborts, and recovery starts from what is durable).
+ *
+ * Threads: ao_proc_post and ao_proc_durable_seq from any thread; every
+ * other function on the processor thread only (inside posted work or
+ * callbacks it runs).
+ */
+#ifndef AO_PROCESSOR_H
+#define AO_PROCESSOR_H
+
+#include "agentos/v1/event.pb-c.h"
+#include "err.h"
+#include "eventlog.h"
+
+#include <grpc/slice.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+typedef struct ao_proc ao_proc_t;
+
+/* A durable event as shared with subscribers: immutable once published,
+ * reference counted, freed by the last unref. */
+typedef struct ao_evref {
+    atomic_int refs;
+    uint64_t seq;
+    /* Agentos__V1__EventType */
+    int type;
+    char *tenant;
+    char *workflow_id;
+    char *task_id;
+    /* The packed agentos.v1.Event, as stored in the log. */
+    grpc_slice bytes;
+} ao_evref_t;
+
+/* Makes an evref from a packed event (copies data); refs starts at 1. */
+ao_evref_t *ao_evref_new(uint64_t seq, int type, const char *tenant, const char *workflow_id,
+                         const char *task_id, const void *data, size_t len);
+ao_evref_t *ao_evref_ref(ao_evref_t *e);
+void ao_evref_unref(ao_evref_t *e);
+
+/* Receives each committed batch, in order, on the processor thread, right
+ * after the commit: evs[0..n) (borrowed: take a ref to keep one) and the
+ * new durable sequence number. Must be quick and must not block. */
+typedef void (*ao_proc_publish_fn)(void *ud, ao_evref_t *const *evs, size_t n,
+                                   uint64_t durable_seq);
+
+/* Runs on the processor thread once per loop, after the posted work and
+ * before the commit: the place to make decisions on what changed (the
+ * scheduler). May emit events. */
+typedef void (*ao_proc_tick_fn)(void *ud, ao_proc_t *p);
+
+typedef struct ao_proc_options {
+    ao_log_t *log;
+    /* Most events in one group commit (0: 4096). */
+    unsigned max_batch_events;
+    ao_proc_publish_fn publish;
+    void *publish_ud;
+    ao_proc_tick_fn tick;
+    void *tick_ud;
+} ao_proc_options_t;
+
+/* Creates the processor (not yet running): next sequence number is the
+ * log's last + 1. */
+ao_proc_t *ao_proc_create(const ao_proc_options_t *opt);
+
+/* Starts the processor thread. */
+void ao_proc_start(ao_proc_t *p);
+
+/* Stops the thread after the work already posted has run and its batch is
+ * committed. Work posted later is dropped (its `drop` callback runs, if
+ * any). Main thread. */
+void ao_proc_stop(ao_proc_t *p);
+
+void ao_proc_destroy(ao_proc_t *p);
+
+/* Work for the processor thread. `fn` runs there with ud. `drop` (may be
+ * NULL) runs instead, on the posting or stopping thread, if the processor
+ * has stopped. Any thread. */
+typedef void (*ao_proc_work_fn)(ao_proc_t *p, void *ud);
+typedef void (*ao_proc_drop_fn)(void *ud);
+void ao_proc_post(ao_proc_t *p, ao_proc_work_fn fn, ao_proc_drop_fn drop, void *ud);
+
+/* The highest durable sequence number. Any thread. */
+uint64_t ao_proc_durable_seq(ao_proc_t *p);
+
+/* ---- on the processor thread ---------------------------------------- */
+
+/* Appends an event: fills seq and time_unix_ms, packs it into the current
+ * batch and returns seq. The processor does not keep ev (the caller still
+ * owns it and frees it); apply it to the state before or after, as the
+ * caller's state needs. */
+uint64_t ao_proc_emit(ao_proc_t *p, Agentos__V1__Event *ev);
+
+/* Adds a workflow snapshot / a checkpoint / a metadata value to the
+ * current batch (written atomically with its events). */
+void ao_proc_put_snapshot(ao_proc_t *p, const char *workflow_id, uint64_t seq,
+                          const ProtobufCMessage *workflow);
+void ao_proc_put_checkpoint(ao_proc_t *p, const char *workflow_id, uint64_t seq,
+                            const ProtobufCMessage *checkpoint);
+
+/* Runs fn(ud) on the processor thread after the current batch is durable
+ * (at once after the next commit; if nothing is pending, after the current
+ * loop). For replies and agent dispatches. */
+typedef void (*ao_proc_after_fn)(ao_proc_t *p, void *ud);
+void ao_proc_after_commit(ao_proc_t *p, ao_proc_after_fn fn, void *ud);
+
+/* The log (for reads on the processor thread or elsewhere). */
+ao_log_t *ao_proc_log(ao_proc_t *p);
+
+/* The sequence number the next emitted event will get. */
+uint64_t ao_proc_next_seq(ao_proc_t *p);
+
+#endif
