@@ -5,11 +5,17 @@
 #include "server.h"
 
 #include "auth.h"
+#include "backends.h"
 #include "config.h"
+#include "engine.h"
+#include "eventlog.h"
+#include "handlers.h"
 #include "health.h"
 #include "log.h"
 #include "mem.h"
+#include "pool.h"
 #include "rpc.h"
+#include "timer.h"
 
 #include <errno.h>
 #include <grpc/grpc_security.h>
@@ -20,8 +26,15 @@
 struct ao_server {
     Agentos__V1__ServerConfig *cfg;
     ao_auth_t *auth;
+    ao_log_t *log;
+    ao_timers_t *timers;
+    ao_pool_t *pool;
+    ao_backends_t *backends;
+    ao_engine_t *engine;
+    ao_handlers_t handlers;
     ao_rpc_server_t *rpc;
     ao_health_t *health;
+    int engine_started;
 };
 
 static char *read_pem(const char *what, const char *path, ao_status_t *st)
@@ -81,6 +94,27 @@ int ao_server_create(Agentos__V1__ServerConfig *cfg, ao_server_t **out, ao_statu
     int rc = ao_auth_create(cfg, &srv->auth, st);
     if (rc) goto fail;
 
+    ao_log_options_t lo = {
+        .dir = cfg->storage->data_dir,
+        .sync = cfg->storage->durability != AGENTOS__V1__DURABILITY__DURABILITY_ASYNC,
+    };
+    if ((rc = ao_log_open(&lo, &srv->log, st))) goto fail;
+    srv->timers = ao_timers_create();
+    srv->pool = ao_pool_create(cfg->executor->worker_threads);
+    if ((rc = ao_backends_create(cfg, srv->timers, srv->pool, &srv->backends, st))) goto fail;
+    for (size_t i = 0; i < cfg->n_agents; i++)
+        if (cfg->agents[i]->tls && cfg->agents[i]->tls->insecure_skip_verify)
+            AO_WARN("server", "TLS verification is OFF for agent backend %s (insecure_skip_verify)",
+                    cfg->agents[i]->name);
+    ao_engine_options_t eo = {
+        .cfg = cfg,
+        .log = srv->log,
+        .backends = srv->backends,
+        .timers = srv->timers,
+    };
+    srv->engine = ao_engine_create(&eo);
+    if ((rc = ao_engine_recover(srv->engine, st))) goto fail;
+
     ao_status_clear(st);
     grpc_server_credentials *creds = server_creds(cfg, st);
     if (st->code) {
@@ -102,12 +136,9 @@ int ao_server_create(Agentos__V1__ServerConfig *cfg, ao_server_t **out, ao_statu
         goto fail;
     }
     if ((rc = ao_health_create(srv->rpc, &srv->health, st))) goto fail;
-    /* The Orchestrator's methods are registered without handlers for now:
-     * each answers UNIMPLEMENTED naming itself. */
-    extern const ProtobufCServiceDescriptor agentos__v1__orchestrator__descriptor;
-    if ((rc = ao_rpc_server_add_service(srv->rpc, &agentos__v1__orchestrator__descriptor, NULL, 0,
-                                        srv, st)))
-        goto fail;
+    srv->handlers.engine = srv->engine;
+    srv->handlers.pool = srv->pool;
+    if ((rc = ao_handlers_register(&srv->handlers, srv->rpc, st))) goto fail;
     *out = srv;
     return 0;
 fail:
@@ -117,6 +148,8 @@ fail:
 
 int ao_server_start(ao_server_t *srv, ao_status_t *st)
 {
+    ao_engine_start(srv->engine);
+    srv->engine_started = 1;
     int rc = ao_rpc_server_start(srv->rpc, st);
     if (rc) return rc;
     const Agentos__V1__ServerConfig *cfg = srv->cfg;
@@ -135,8 +168,11 @@ int ao_server_start(ao_server_t *srv, ao_status_t *st)
 void ao_server_stop(ao_server_t *srv)
 {
     AO_INFO("server", "shutting down grace_s=%u", srv->cfg->shutdown_grace_seconds);
-    ao_health_shutdown(srv->health);
-    ao_rpc_server_shutdown(srv->rpc, srv->cfg->shutdown_grace_seconds * 1000u);
+    if (srv->health) ao_health_shutdown(srv->health);
+    if (srv->rpc) ao_rpc_server_shutdown(srv->rpc, srv->cfg->shutdown_grace_seconds * 1000u);
+    /* After the RPC server: replies to waiting clients need the processor. */
+    if (srv->engine_started) ao_engine_stop(srv->engine);
+    srv->engine_started = 0;
 }
 
 void ao_server_destroy(ao_server_t *srv)
@@ -144,6 +180,11 @@ void ao_server_destroy(ao_server_t *srv)
     if (!srv) return;
     ao_rpc_server_destroy(srv->rpc);
     ao_health_destroy(srv->health);
+    ao_engine_destroy(srv->engine);
+    ao_backends_destroy(srv->backends);
+    ao_pool_destroy(srv->pool);
+    ao_timers_destroy(srv->timers);
+    ao_log_close(srv->log);
     ao_auth_destroy(srv->auth);
     ao_config_free(srv->cfg);
     free(srv);

@@ -101,7 +101,7 @@ int ao_log_read_workflow(ao_log_t *log, const char *workflow_id, uint64_t from, 
                          size_t max, ao_log_event_fn fn, void *ud, ao_status_t *st);
 
 /* The workflow's latest snapshot: *seq and a malloc'd copy of its bytes in
- * *data/*len (caller frees). AO_ENOTFOUND if it has none. */
+ * *data and *len (caller frees). AO_ENOTFOUND if it has none. */
 int ao_log_get_snapshot(ao_log_t *log, const char *workflow_id, uint64_t *seq, void **data,
                         size_t *len, ao_status_t *st);
 

@@ -71,9 +71,11 @@ struct ao_agent_call {
 typedef struct ao_agent_ops {
     /* Starts the call. Must not block on the network. */
     void (*start)(ao_agent_t *agent, ao_agent_call_t *call);
-    /* Asks an in-flight call to finish early (done follows). Calling it
-     * for a call that has completed is a bug: the executor serialises the
-     * two. */
+    /* Asks an in-flight call to finish early (done follows). The executor
+     * calls it at most once, never after done has returned, and holds the
+     * call's lock across it; done takes that lock. So a backend may call
+     * done from inside cancel (same thread), but must never call done
+     * while holding a lock that its cancel takes. */
     void (*cancel)(ao_agent_t *agent, ao_agent_call_t *call);
     /* Frees the backend. Every call has completed. */
     void (*destroy)(ao_agent_t *agent);

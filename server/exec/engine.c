@@ -1,0 +1,2204 @@
+/*
+ * The engine. See engine.h.
+ *
+ * Threads: everything here runs on the processor thread, except the
+ * backend completion callback (which only copies the outcome and posts it
+ * back), timer callbacks (which only post), create/recover/start/stop/
+ * destroy (main thread, before the processor runs or after it stopped), and
+ * ao_engine_state_at (any thread, reading the log).
+ */
+#include "engine.h"
+
+#include "backends.h"
+#include "budget.h"
+#include "dag.h"
+#include "log.h"
+#include "mem.h"
+#include "pbutil.h"
+#include "result.h"
+#include "strategy.h"
+#include "synthesis.h"
+#include "template.h"
+#include "timer.h"
+#include "util.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TS(x) AGENTOS__V1__TASK_STATUS__TASK_STATUS_##x
+#define WS(x) AGENTOS__V1__WORKFLOW_STATUS__WORKFLOW_STATUS_##x
+#define ET(x) AGENTOS__V1__EVENT_TYPE__EVENT_TYPE_##x
+#define KIND(x) AGENTOS__V1__TASK_KIND__TASK_KIND_##x
+#define EC(x) AGENTOS__V1__ERROR_CLASS__ERROR_CLASS_##x
+#define PAY(x) AGENTOS__V1__EVENT__PAYLOAD_##x
+#define BP(x) AGENTOS__V1__BUDGET_POLICY__BUDGET_POLICY_##x
+#define DIM(x) AGENTOS__V1__BUDGET_DIMENSION__BUDGET_DIMENSION_##x
+
+typedef struct watch {
+    struct watch *next;
+    ao_engine_watch_fn fn;
+    void *ud;
+} watch_t;
+
+/* Per-workflow runtime (not state). */
+typedef struct wf_rt {
+    watch_t *watches;
+    uint64_t wall_timer[2];
+    int in_dirty;
+    int any_findings;
+} wf_rt_t;
+
+struct ao_engine {
+    const Agentos__V1__ServerConfig *cfg;
+    ao_dag_env_t env;
+    ao_proc_t *proc;
+    ao_log_t *log;
+    ao_backends_t *backends;
+    ao_timers_t *timers;
+    ao_proc_publish_fn publish;
+    void *publish_ud;
+    void (*workflow_loaded)(void *ud, const char *id, const char *tenant);
+    void *loaded_ud;
+
+    json_t *wfs;      /* id -> ao_wf_t* */
+    json_t *requests; /* tenant 0x1f request_id -> workflow id */
+    ao_wf_t **order;  /* creation order */
+    size_t n_order, cap_order;
+    ao_wf_t **dirty;
+    size_t n_dirty, cap_dirty;
+    int stopping;
+
+    atomic_uint inflight;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+};
+
+/* One attempt of a task on an agent backend. */
+typedef struct attempt {
+    ao_dispatch_t d; /* first: the dispatch's done gets the attempt */
+    ao_engine_t *e;
+    ao_wf_t *wf;
+    uint32_t task;
+    char *attempt_id;
+    char *agent;
+    Agentos__V1__AgentTask *req;
+    int submitted;
+    int abandoned;
+    int64_t start_us;
+    ao_agent_outcome_t outcome;
+    ao_breaker_change_t changes[2];
+    size_t n_changes;
+} attempt_t;
+
+/* A pending timer's context: a retry, or a wall-time budget check. */
+typedef struct tctx {
+    ao_engine_t *e;
+    ao_wf_t *wf;
+    uint32_t task;
+    uint32_t attempts; /* the task's attempts when the retry was scheduled */
+    int kind;          /* 0: retry, 1: wall-time check */
+    int slot;
+} tctx_t;
+
+static wf_rt_t *rt(ao_wf_t *wf)
+{
+    if (!wf->rt) wf->rt = ao_xcalloc(1, sizeof(wf_rt_t));
+    return wf->rt;
+}
+
+static const char *enum_name(const ProtobufCEnumDescriptor *d, int v, size_t strip)
+{
+    const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(d, v);
+    return ev ? ev->name + strip : "?";
+}
+
+static void mark_dirty(ao_engine_t *e, ao_wf_t *wf)
+{
+    wf_rt_t *r = rt(wf);
+    if (r->in_dirty) return;
+    r->in_dirty = 1;
+    if (e->n_dirty == e->cap_dirty) {
+        e->cap_dirty = e->cap_dirty ? e->cap_dirty * 2 : 16;
+        e->dirty = ao_xrealloc(e->dirty, e->cap_dirty * sizeof *e->dirty);
+    }
+    e->dirty[e->n_dirty++] = wf;
+}
+
+/* Emits an event of wf (filling workflow, tenant) and applies it. Events
+ * the engine makes always apply: a failure is a bug. */
+static uint64_t emit(ao_engine_t *e, ao_wf_t *wf, Agentos__V1__Event *ev)
+{
+    ev->workflow_id = wf->pb->id;
+    ev->tenant = wf->pb->tenant;
+    uint64_t seq = ao_proc_emit(e->proc, ev);
+    ao_status_t st;
+    if (ao_wf_apply(wf, ev, &st)) ao_fatal("applying event %llu failed: %s", (unsigned long long)seq, st.msg);
+    if (ev->type == ET(TASK_SUCCEEDED) && ev->task_succeeded && ev->task_succeeded->result &&
+        ev->task_succeeded->result->n_findings)
+        rt(wf)->any_findings = 1;
+    if (ev->type == ET(FINDING_PUBLISHED) || ev->type == ET(SYNC_POINT_REACHED)) rt(wf)->any_findings = 1;
+    mark_dirty(e, wf);
+    return seq;
+}
+
+#define EVENT(name, t, task_)                                                                      \
+    Agentos__V1__Event name = AGENTOS__V1__EVENT__INIT;                                            \
+    name.type = (t);                                                                               \
+    name.task_id = (char *)((task_) ? (task_) : "")
+
+static void set_parent(Agentos__V1__Event *ev, const Agentos__V1__TaskState *t)
+{
+    ev->parent_task_id = t->parent_task_id;
+    ev->agent_id = t->agent;
+}
+
+/* ---- lookups ---------------------------------------------------------------- */
+
+static const Agentos__V1__AgentBackend *backend_cfg(ao_engine_t *e, const char *name)
+{
+    for (size_t i = 0; i < e->cfg->n_agents; i++)
+        if (!strcmp(e->cfg->agents[i]->name, name)) return e->cfg->agents[i];
+    return NULL;
+}
+
+static const char *context_value(const ao_wf_t *wf, const char *key)
+{
+    const Agentos__V1__WorkflowSpec *s = wf->pb->spec;
+    for (size_t i = 0; s && i < s->n_context; i++)
+        if (!strcmp(s->context[i]->key, key)) return s->context[i]->value;
+    return NULL;
+}
+
+/* Findings visible to task i: those of its settled ancestors (through
+ * dependencies and parents) and the workflow's, merged (conflicts resolved
+ * by confidence x authority). Returns borrowed pointers; *n set. */
+static const Agentos__V1__Finding **visible_findings(ao_wf_t *wf, uint32_t i, size_t *n)
+{
+    *n = 0;
+    if (!rt(wf)->any_findings && wf->pb->n_findings == 0) return NULL;
+    size_t nt = ao_wf_ntasks(wf);
+    uint8_t *seen = ao_xcalloc(nt, 1);
+    uint32_t *stack = ao_xmalloc(nt * sizeof *stack);
+    size_t sp = 0, total = wf->pb->n_findings;
+    const ao_task_t *self = &wf->tasks[i];
+    for (uint32_t k = 0; k < self->n_deps; k++) stack[sp++] = self->deps[k];
+    if (self->parent >= 0) stack[sp++] = (uint32_t)self->parent;
+    for (size_t k = 0; k < sp; k++) seen[stack[k]] = 1;
+    /* Collect ancestor indexes first (DFS), then their findings. */
+    uint32_t *anc = ao_xmalloc(nt * sizeof *anc);
+    size_t na = 0;
+    while (sp) {
+        uint32_t v = stack[--sp];
+        anc[na++] = v;
+        const ao_task_t *t = &wf->tasks[v];
+        total += t->st->n_findings;
+        for (uint32_t k = 0; k < t->n_deps; k++)
+            if (!seen[t->deps[k]]) {
+                seen[t->deps[k]] = 1;
+                stack[sp++] = t->deps[k];
+            }
+        if (t->parent >= 0 && !seen[t->parent]) {
+            seen[t->parent] = 1;
+            stack[sp++] = (uint32_t)t->parent;
+        }
+    }
+    const Agentos__V1__Finding **all = ao_xcalloc(total ? total : 1, sizeof *all);
+    size_t m = 0;
+    for (size_t k = 0; k < wf->pb->n_findings; k++) all[m++] = wf->pb->findings[k];
+    for (size_t k = 0; k < na; k++) {
+        const Agentos__V1__TaskState *t = wf->tasks[anc[k]].st;
+        if (t->status != TS(SUCCEEDED)) continue;
+        for (size_t j = 0; j < t->n_findings; j++) all[m++] = t->findings[j];
+    }
+    const Agentos__V1__Finding **merged = ao_xcalloc(m ? m : 1, sizeof *merged);
+    *n = ao_findings_merge(all, m, merged, NULL, NULL);
+    free(all);
+    free(anc);
+    free(stack);
+    free(seen);
+    return merged;
+}
+
+/* ---- templates ----------------------------------------------------------------- */
+
+typedef struct render {
+    ao_wf_t *wf;
+    uint32_t task;
+    char num[64];
+    char *tmp;
+} render_t;
+
+static const char *render_lookup(void *ud, const char *key, ao_status_t *st)
+{
+    render_t *r = ud;
+    ao_wf_t *wf = r->wf;
+    const Agentos__V1__TaskState *t = wf->tasks[r->task].st;
+    free(r->tmp);
+    r->tmp = NULL;
+    if (!strncmp(key, "deps.", 5)) {
+        const char *last = strrchr(key, '.');
+        char id[201];
+        size_t len = (size_t)(last - (key + 5));
+        memcpy(id, key + 5, len);
+        id[len] = '\0';
+        int32_t d = ao_wf_find(wf, id);
+        if (d < 0) {
+            ao_status_set(st, AO_EINVAL, "task %s input: {{%s}}: no task %s", t->spec->id, key, id);
+            return NULL;
+        }
+        const Agentos__V1__TaskState *dt = wf->tasks[d].st;
+        if (dt->status != TS(SUCCEEDED)) {
+            r->tmp = ao_xasprintf("[missing: %s %s: %s]", id,
+                                  dt->status == TS(FAILED) ? "failed" : "did not run", dt->error);
+            return !strcmp(last, ".output") ? r->tmp : "0";
+        }
+        if (!strcmp(last, ".output")) return dt->output;
+        snprintf(r->num, sizeof r->num, "%.4g", !strcmp(last, ".score") ? dt->score : dt->confidence);
+        return r->num;
+    }
+    if (!strncmp(key, "context.", 8)) {
+        const char *v = context_value(wf, key + 8);
+        return v ? v : "";
+    }
+    if (!strncmp(key, "findings.", 9)) {
+        size_t n;
+        const Agentos__V1__Finding **f = visible_findings(wf, r->task, &n);
+        const char *v = NULL;
+        for (size_t k = 0; k < n && !v; k++)
+            if (!strcmp(f[k]->key, key + 9)) v = f[k]->value;
+        r->tmp = v ? ao_xstrdup(v) : ao_xasprintf("[no finding %s]", key + 9);
+        free(f);
+        return r->tmp;
+    }
+    if (!strcmp(key, "workflow.name")) return wf->pb->spec ? wf->pb->spec->name : "";
+    if (!strcmp(key, "workflow.id")) return wf->pb->id;
+    if (!strcmp(key, "task.id")) return t->spec->id;
+    if (!strcmp(key, "area")) return t->area;
+    if (!strcmp(key, "prev.output")) {
+        if (t->stage == 0 || !*t->parent_task_id) return "";
+        char *prev = ao_xasprintf("%s/%u/%s", t->parent_task_id, t->stage - 1, t->area);
+        int32_t p = ao_wf_find(wf, prev);
+        free(prev);
+        return p >= 0 ? wf->tasks[p].st->output : "";
+    }
+    ao_status_set(st, AO_EINVAL, "task %s input: unknown placeholder {{%s}}", t->spec->id, key);
+    return NULL;
+}
+
+/* ---- events of tasks ---------------------------------------------------------- */
+
+static void emit_task_failed(ao_engine_t *e, ao_wf_t *wf, uint32_t i, int cls, const char *error)
+{
+    Agentos__V1__TaskState *t = wf->tasks[i].st;
+    EVENT(ev, ET(TASK_FAILED), t->spec->id);
+    set_parent(&ev, t);
+    ev.attempt = t->attempts;
+    ev.attempt_id = t->attempt_id;
+    Agentos__V1__TaskFailed f = AGENTOS__V1__TASK_FAILED__INIT;
+    f.error = (char *)error;
+    f.error_class = cls;
+    f.attempts = t->attempts;
+    f.impact = t->spec->impact;
+    f.required = !t->spec->optional;
+    ev.payload_case = PAY(TASK_FAILED);
+    ev.task_failed = &f;
+    emit(e, wf, &ev);
+}
+
+static void emit_breaker_changes(ao_engine_t *e, ao_wf_t *wf, const Agentos__V1__TaskState *t,
+                                 const char *agent, const ao_breaker_change_t *ch, size_t n)
+{
+    for (size_t k = 0; k < n; k++) {
+        EVENT(ev, ET(BREAKER_STATE_CHANGED), t->spec->id);
+        ev.agent_id = (char *)agent;
+        Agentos__V1__BreakerChange b = AGENTOS__V1__BREAKER_CHANGE__INIT;
+        b.agent = (char *)agent;
+        b.from = ch[k].from;
+        b.to = ch[k].to;
+        b.reason = (char *)ch[k].reason;
+        b.consecutive_failures = ch[k].failures;
+        ev.payload_case = PAY(BREAKER);
+        ev.breaker = &b;
+        emit(e, wf, &ev);
+    }
+}
+
+/* ---- budgets ---------------------------------------------------------------------- */
+
+typedef struct alerted_ctx {
+    ao_wf_t *wf;
+    const Agentos__V1__TaskState *task; /* NULL: the workflow's budget */
+} alerted_ctx_t;
+
+static int alerted(void *ud, int role, int dim, int exceeded)
+{
+    alerted_ctx_t *c = ud;
+    if (c->task) {
+        Agentos__V1__BudgetDimension *list = exceeded ? c->task->exceeded : c->task->warned;
+        size_t n = exceeded ? c->task->n_exceeded : c->task->n_warned;
+        for (size_t k = 0; k < n; k++)
+            if ((int)list[k] == dim) return 1;
+        return 0;
+    }
+    const Agentos__V1__Workflow *pb = c->wf->pb;
+    for (size_t k = 0; k < pb->n_alerts; k++)
+        if ((int)pb->alerts[k]->role == role && (int)pb->alerts[k]->dimension == dim &&
+            (!exceeded || pb->alerts[k]->exceeded))
+            return 1;
+    return 0;
+}
+
+static void emit_budget(ao_engine_t *e, ao_wf_t *wf, const ao_budget_hit_t *h,
+                        const Agentos__V1__TaskState *t, int policy)
+{
+    EVENT(ev, h->exceeded ? ET(BUDGET_EXCEEDED) : ET(BUDGET_WARNING), t ? t->spec->id : NULL);
+    Agentos__V1__BudgetEvent b = AGENTOS__V1__BUDGET_EVENT__INIT;
+    b.dimension = h->dimension;
+    b.role = h->role;
+    b.task_id = (char *)(t ? t->spec->id : "");
+    b.used = h->used;
+    b.limit = h->limit;
+    b.fraction = h->fraction;
+    b.policy = policy ? policy : BP(HALT_WORKFLOW);
+    ev.payload_case = PAY(BUDGET);
+    ev.budget = &b;
+    emit(e, wf, &ev);
+}
+
+/* Checks the workflow's budget, and task i's own (i < 0: none), emitting
+ * warnings and exceeded events. Returns 1 if task i must stop (its budget
+ * or the workflow's exceeded under STOP_TASK). A HALT_WORKFLOW excess sets
+ * the workflow stopping (in apply). */
+static int check_budgets(ao_engine_t *e, ao_wf_t *wf, int32_t i)
+{
+    int stop_task = 0;
+    ao_budget_hit_t hits[16];
+    const Agentos__V1__Workflow *pb = wf->pb;
+    const Agentos__V1__Budget *wb = pb->spec ? pb->spec->budget : NULL;
+    if (wb) {
+        ao_budget_usage_t u = {pb->usage,
+                               pb->started_unix_ms ? (uint64_t)(ao_now_ms() - pb->started_unix_ms) : 0,
+                               (uint32_t)pb->n_tasks, pb->role_usage, pb->n_role_usage};
+        alerted_ctx_t c = {wf, NULL};
+        size_t n = ao_budget_check(wb, &u, alerted, &c, hits, 16);
+        for (size_t k = 0; k < n; k++) {
+            emit_budget(e, wf, &hits[k], NULL, wb->on_exceeded);
+            if (hits[k].exceeded && wb->on_exceeded == BP(STOP_TASK)) stop_task = 1;
+        }
+    }
+    if (i >= 0) {
+        const Agentos__V1__TaskState *t = wf->tasks[i].st;
+        const Agentos__V1__Budget *tb = t->spec->budget;
+        if (tb) {
+            ao_budget_usage_t u = {t->usage,
+                                   t->started_unix_ms ? (uint64_t)(ao_now_ms() - t->started_unix_ms) : 0,
+                                   0, NULL, 0};
+            alerted_ctx_t c = {wf, t};
+            size_t n = ao_budget_check(tb, &u, alerted, &c, hits, 16);
+            for (size_t k = 0; k < n; k++) {
+                int policy = tb->on_exceeded ? tb->on_exceeded : BP(HALT_WORKFLOW);
+                emit_budget(e, wf, &hits[k], t, policy);
+                /* HALT_WORKFLOW: applying the event sets the workflow
+                 * stopping. */
+                if (hits[k].exceeded && policy == BP(STOP_TASK)) stop_task = 1;
+            }
+        }
+    }
+    return stop_task;
+}
+
+/* Whether the workflow's budget was exceeded under STOP_TASK (new tasks
+ * fail at once). */
+static int budget_blocks_new_tasks(const ao_wf_t *wf)
+{
+    const Agentos__V1__Budget *wb = wf->pb->spec ? wf->pb->spec->budget : NULL;
+    if (!wb || wb->on_exceeded != BP(STOP_TASK)) return 0;
+    for (size_t k = 0; k < wf->pb->n_alerts; k++)
+        if (wf->pb->alerts[k]->exceeded) return 1;
+    return 0;
+}
+
+/* ---- attempts -------------------------------------------------------------------- */
+
+static void attempt_free(attempt_t *a)
+{
+    if (a->submitted) ao_dispatch_fini(&a->d);
+    ao_pb_free(a->outcome.result);
+    ao_pb_free(a->req);
+    free(a->attempt_id);
+    free(a->agent);
+    free(a);
+}
+
+static void attempt_finished(ao_engine_t *e)
+{
+    pthread_mutex_lock(&e->lock);
+    atomic_fetch_sub(&e->inflight, 1);
+    pthread_cond_broadcast(&e->cond);
+    pthread_mutex_unlock(&e->lock);
+}
+
+static void attempt_drop(void *ud)
+{
+    attempt_t *a = ud;
+    ao_engine_t *e = a->e;
+    attempt_free(a);
+    attempt_finished(e);
+}
+
+static void attempt_done_work(ao_proc_t *p, void *ud);
+
+/* Backend thread: keep the outcome, hand the rest to the processor. */
+static void on_dispatch_done(ao_dispatch_t *d, ao_agent_outcome_t *o,
+                             const ao_breaker_change_t *changes, size_t n)
+{
+    attempt_t *a = (attempt_t *)d;
+    a->outcome = *o;
+    o->result = NULL;
+    a->n_changes = n < 2 ? n : 2;
+    memcpy(a->changes, changes, a->n_changes * sizeof *changes);
+    ao_proc_post(a->e->proc, attempt_done_work, attempt_drop, a);
+}
+
+static void dispatch_after_commit(ao_proc_t *p, void *ud)
+{
+    (void)p;
+    attempt_t *a = ud;
+    ao_engine_t *e = a->e;
+    if (a->abandoned) {
+        attempt_free(a);
+        attempt_finished(e);
+        return;
+    }
+    a->submitted = 1;
+    a->start_us = ao_mono_us();
+    if (ao_backends_submit(e->backends, &a->d)) {
+        /* The agent vanished from the config: cannot happen (validated). */
+        ao_agent_outcome_t o;
+        memset(&o, 0, sizeof o);
+        o.error_class = EC(INTERNAL);
+        snprintf(o.error, sizeof o.error, "no agent backend named %s", a->agent);
+        a->submitted = 0;
+        on_dispatch_done(&a->d, &o, NULL, 0);
+    }
+}
+
+static void copy_map(void *dst_arr, size_t *dst_n, void *const *src, size_t n,
+                     const ProtobufCMessageDescriptor *desc)
+{
+    (void)desc;
+    /* Map entries are messages: clone each. */
+    ProtobufCMessage ***arr = dst_arr;
+    *arr = ao_xcalloc(n ? n : 1, sizeof **arr);
+    for (size_t k = 0; k < n; k++) (*arr)[k] = ao_pb_clone(src[k]);
+    *dst_n = n;
+}
+
+/* Builds the request an agent gets for an attempt. */
+static Agentos__V1__AgentTask *build_request(ao_wf_t *wf, uint32_t i, const char *input,
+                                             const char *attempt_id, uint32_t attempt,
+                                             const char *agent, int64_t deadline,
+                                             char **missing, size_t n_missing)
+{
+    const Agentos__V1__TaskState *t = wf->tasks[i].st;
+    Agentos__V1__AgentTask *r = ao_xmalloc(sizeof *r);
+    agentos__v1__agent_task__init(r);
+    ao_pb_set_str(&r->workflow_id, wf->pb->id);
+    ao_pb_set_str(&r->task_id, t->spec->id);
+    ao_pb_set_str(&r->attempt_id, attempt_id);
+    r->attempt = attempt;
+    ao_pb_set_str(&r->agent, agent);
+    r->input = ao_xstrdup(input);
+    if (wf->pb->spec)
+        copy_map(&r->context, &r->n_context, (void *const *)wf->pb->spec->context,
+                 wf->pb->spec->n_context, NULL);
+    copy_map(&r->params, &r->n_params, (void *const *)t->spec->params, t->spec->n_params, NULL);
+    size_t nf;
+    const Agentos__V1__Finding **f = visible_findings(wf, i, &nf);
+    if (nf) {
+        r->findings = ao_xcalloc(nf, sizeof *r->findings);
+        for (size_t k = 0; k < nf; k++) r->findings[r->n_findings++] = AO_PB_CLONE(Agentos__V1__Finding, f[k]);
+    }
+    free(f);
+    r->kind = t->spec->kind ? t->spec->kind : KIND(AGENT);
+    r->role = ao_task_role(t);
+    ao_pb_set_str(&r->area, t->area);
+    r->stage = t->stage;
+    for (size_t k = 0; k < n_missing; k++)
+        ao_pb_push_str(&r->missing_dependencies, &r->n_missing_dependencies, missing[k]);
+    r->deadline_unix_ms = deadline;
+    ao_pb_set_str(&r->tenant, wf->pb->tenant);
+    if (t->spec->kind == KIND(SYNTHESIS)) {
+        const ao_task_t *tt = &wf->tasks[i];
+        for (uint32_t k = 0; k < tt->n_deps; k++) {
+            const Agentos__V1__TaskState *d = wf->tasks[tt->deps[k]].st;
+            if (d->status != TS(SUCCEEDED)) continue;
+            Agentos__V1__TaskOutput **o = ao_pb_push(&r->dependency_results, &r->n_dependency_results, sizeof *o);
+            *o = ao_xmalloc(sizeof **o);
+            agentos__v1__task_output__init(*o);
+            ao_pb_set_str(&(*o)->task_id, d->spec->id);
+            ao_pb_set_str(&(*o)->agent, d->agent);
+            ao_pb_set_str(&(*o)->output, d->output);
+            (*o)->score = d->score;
+            (*o)->confidence = d->confidence;
+            (*o)->authority = ao_task_authority(d);
+        }
+    }
+    return r;
+}
+
+static uint32_t max_attempts(ao_engine_t *e, const Agentos__V1__TaskState *t)
+{
+    uint32_t m = t->spec->retry ? t->spec->retry->max_attempts : 0;
+    return m ? m : e->cfg->limits->default_max_attempts;
+}
+
+/* The deadline of all attempts (0: none). */
+static int64_t total_deadline(const Agentos__V1__TaskState *t)
+{
+    if (!t->spec->total_timeout_ms || !t->started_unix_ms) return 0;
+    return t->started_unix_ms + t->spec->total_timeout_ms;
+}
+
+/* Starts the next attempt of task i on its current agent. */
+static void start_attempt(ao_engine_t *e, ao_wf_t *wf, uint32_t i)
+{
+    ao_task_t *tt = &wf->tasks[i];
+    Agentos__V1__TaskState *t = tt->st;
+    const Agentos__V1__Budget *wb = wf->pb->spec ? wf->pb->spec->budget : NULL;
+    uint64_t calls = wf->pb->usage ? wf->pb->usage->api_calls : 0;
+    if (budget_blocks_new_tasks(wf)) {
+        emit_task_failed(e, wf, i, EC(BUDGET), "the workflow's budget is exhausted (STOP_TASK)");
+        return;
+    }
+    if (!ao_budget_call_allowed(wb, calls)) {
+        ao_budget_hit_t h = {DIM(API_CALLS), 0, (double)calls + 1, (double)wb->max_api_calls,
+                             ((double)calls + 1) / (double)wb->max_api_calls, 1};
+        alerted_ctx_t c = {wf, NULL};
+        if (!alerted(&c, 0, DIM(API_CALLS), 1)) emit_budget(e, wf, &h, NULL, wb->on_exceeded);
+        if (wb->on_exceeded != BP(WARN_ONLY)) {
+            if (wb->on_exceeded == BP(STOP_TASK))
+                emit_task_failed(e, wf, i, EC(BUDGET), "the workflow's api_calls budget is used up");
+            return; /* HALT: the workflow is stopping */
+        }
+    }
+    const Agentos__V1__Budget *tb = t->spec->budget;
+    uint64_t tcalls = t->usage ? t->usage->api_calls : 0;
+    if (!ao_budget_call_allowed(tb, tcalls)) {
+        emit_task_failed(e, wf, i, EC(BUDGET), "the task's api_calls budget is used up");
+        return;
+    }
+
+    /* The input. */
+    const char *tpl = t->spec->input;
+    render_t r = {wf, i, {0}, NULL};
+    ao_status_t st;
+    char *input = ao_template_render(tpl, render_lookup, &r, e->cfg->limits->max_input_bytes, &st);
+    free(r.tmp);
+    if (!input) {
+        emit_task_failed(e, wf, i, EC(REJECTED), st.msg);
+        return;
+    }
+    char **missing = ao_xcalloc(tt->n_deps ? tt->n_deps : 1, sizeof *missing);
+    size_t n_missing = 0;
+    for (uint32_t k = 0; k < tt->n_deps; k++)
+        if (wf->tasks[tt->deps[k]].st->status != TS(SUCCEEDED))
+            missing[n_missing++] = wf->tasks[tt->deps[k]].st->spec->id;
+
+    uint32_t attempt = t->attempts + 1;
+    char nonce[9];
+    ao_random_hex(nonce, 4);
+    char *attempt_id = ao_xasprintf("%s/%s/%u-%s", wf->pb->id, t->spec->id, attempt, nonce);
+    const char *agent = *t->agent ? t->agent : t->spec->agent;
+    const Agentos__V1__AgentBackend *bc = backend_cfg(e, agent);
+    uint32_t timeout = t->spec->attempt_timeout_ms ? t->spec->attempt_timeout_ms
+                                                   : (bc ? bc->default_timeout_ms : 60000);
+    int64_t now = ao_now_ms();
+    int64_t total = total_deadline(t);
+    if (total && total - now < (int64_t)timeout) timeout = total > now ? (uint32_t)(total - now) : 1;
+
+    EVENT(ev, ET(TASK_STARTED), t->spec->id);
+    set_parent(&ev, t);
+    ev.agent_id = (char *)agent;
+    ev.attempt = attempt;
+    ev.attempt_id = attempt_id;
+    Agentos__V1__TaskStarted ts = AGENTOS__V1__TASK_STARTED__INIT;
+    ts.agent = (char *)agent;
+    ts.input_bytes = (uint32_t)strlen(input);
+    ts.missing_dependencies = missing;
+    ts.n_missing_dependencies = n_missing;
+    ts.deadline_unix_ms = now + timeout;
+    ev.payload_case = PAY(TASK_STARTED);
+    ev.task_started = &ts;
+    emit(e, wf, &ev);
+
+    attempt_t *a = ao_xcalloc(1, sizeof *a);
+    a->e = e;
+    a->wf = wf;
+    a->task = i;
+    a->attempt_id = attempt_id;
+    a->agent = ao_xstrdup(agent);
+    a->req = build_request(wf, i, input, attempt_id, attempt, agent, now + timeout, missing, n_missing);
+    a->d.call.task = a->req;
+    a->d.agent = a->agent;
+    a->d.fair_key = wf->pb->id;
+    a->d.timeout_ms = timeout;
+    a->d.done = on_dispatch_done;
+    a->d.ud = a;
+    tt->inflight = (struct ao_attempt *)a;
+    atomic_fetch_add(&e->inflight, 1);
+    ao_proc_after_commit(e->proc, dispatch_after_commit, a);
+    free(missing);
+    free(input);
+}
+
+static void retry_timer_fired(void *ud);
+
+static uint32_t backoff_ms(const Agentos__V1__TaskState *t, uint32_t attempt)
+{
+    const Agentos__V1__RetryPolicy *r = t->spec->retry;
+    double initial = r && r->initial_backoff_ms ? r->initial_backoff_ms : 100;
+    double mult = r && r->multiplier > 0 ? r->multiplier : 2.0;
+    double cap = r && r->max_backoff_ms ? r->max_backoff_ms : 10000;
+    double jitter = r ? r->jitter : 0;
+    double b = initial * pow(mult, attempt > 1 ? attempt - 1 : 0);
+    if (b > cap) b = cap;
+    if (jitter > 0) {
+        unsigned char rnd[4];
+        char hex[9];
+        ao_random_hex(hex, 4);
+        memcpy(rnd, hex, 4);
+        double u = (double)strtoul(hex, NULL, 16) / 4294967295.0;
+        b *= 1.0 - jitter + 2.0 * jitter * u;
+    }
+    return b < 0 ? 0 : (uint32_t)b;
+}
+
+static int class_retried(const Agentos__V1__TaskState *t, int cls)
+{
+    const Agentos__V1__RetryPolicy *r = t->spec->retry;
+    if (r && r->n_retry_on) {
+        for (size_t k = 0; k < r->n_retry_on; k++)
+            if ((int)r->retry_on[k] == cls) return 1;
+        return 0;
+    }
+    return cls == EC(TIMEOUT) || cls == EC(UNAVAILABLE) || cls == EC(RATE_LIMITED) ||
+           cls == EC(TLS) || cls == EC(AGENT_ERROR) || cls == EC(INVALID_RESPONSE) ||
+           cls == EC(CIRCUIT_OPEN);
+}
+
+/* The attempt failed: retry, fall back, or fail the task. */
+static void attempt_failed(ao_engine_t *e, ao_wf_t *wf, uint32_t i, attempt_t *a,
+                           Agentos__V1__Usage *usage)
+{
+    ao_task_t *tt = &wf->tasks[i];
+    Agentos__V1__TaskState *t = tt->st;
+    ao_agent_outcome_t *o = &a->outcome;
+    int cls = o->error_class ? o->error_class : EC(INTERNAL);
+    uint32_t on_agent = t->fell_back ? t->attempts - t->primary_attempts : t->attempts;
+    int64_t now = ao_now_ms();
+    uint32_t delay = backoff_ms(t, on_agent);
+    if (o->retry_after_ms > delay) delay = o->retry_after_ms;
+    int64_t total = total_deadline(t);
+    int in_time = !total || now + delay < total;
+    int retry = o->retryable && class_retried(t, cls) && on_agent < max_attempts(e, t) && in_time &&
+                !wf->pb->stopping && !(cls == EC(CIRCUIT_OPEN) && *t->spec->fallback_agent && !t->fell_back);
+
+    EVENT(ev, ET(ATTEMPT_FAILED), t->spec->id);
+    set_parent(&ev, t);
+    ev.attempt = t->attempts;
+    ev.attempt_id = t->attempt_id;
+    Agentos__V1__AttemptFailed af = AGENTOS__V1__ATTEMPT_FAILED__INIT;
+    af.error = o->error;
+    af.error_class = cls;
+    af.will_retry = retry;
+    af.retry_in_ms = retry ? delay : 0;
+    af.usage = usage;
+    ev.payload_case = PAY(ATTEMPT_FAILED);
+    ev.attempt_failed = &af;
+    emit(e, wf, &ev);
+    int stop_task = check_budgets(e, wf, (int32_t)i);
+
+    if (retry && !stop_task) {
+        tctx_t *c = ao_xcalloc(1, sizeof *c);
+        c->e = e;
+        c->wf = wf;
+        c->task = i;
+        c->attempts = t->attempts;
+        tt->timer = ao_timer_add(e->timers, delay, retry_timer_fired, c);
+        return;
+    }
+    if (stop_task) {
+        emit_task_failed(e, wf, i, EC(BUDGET), "the task's budget is exceeded");
+        return;
+    }
+    if (*t->spec->fallback_agent && !t->fell_back && !wf->pb->stopping) {
+        EVENT(fb, ET(TASK_FALLBACK), t->spec->id);
+        set_parent(&fb, t);
+        Agentos__V1__TaskFallback f = AGENTOS__V1__TASK_FALLBACK__INIT;
+        f.from_agent = t->agent;
+        f.to_agent = t->spec->fallback_agent;
+        char reason[600];
+        snprintf(reason, sizeof reason, "%s after %u attempt%s: %s",
+                 ao_result_class_name(cls), on_agent, on_agent == 1 ? "" : "s", o->error);
+        f.reason = reason;
+        fb.payload_case = PAY(TASK_FALLBACK);
+        fb.task_fallback = &f;
+        emit(e, wf, &fb);
+        start_attempt(e, wf, i);
+        return;
+    }
+    char error[700];
+    snprintf(error, sizeof error, "%s after %u attempt%s: %s", ao_result_class_name(cls),
+             t->attempts, t->attempts == 1 ? "" : "s", o->error);
+    emit_task_failed(e, wf, i, cls, error);
+}
+
+/* Keeps output within limits and valid UTF-8 (clients in other languages
+ * reject invalid strings). Returns an error message or NULL. */
+static const char *check_output(ao_engine_t *e, Agentos__V1__AgentResult *r, char *buf, size_t len)
+{
+    size_t n = strlen(r->output);
+    if (n > e->cfg->limits->max_output_bytes) {
+        snprintf(buf, len, "output of %zu bytes is over limits.max_output_bytes (%u)", n,
+                 e->cfg->limits->max_output_bytes);
+        return buf;
+    }
+    /* Replace invalid UTF-8 bytes with '?'. */
+    unsigned char *s = (unsigned char *)r->output;
+    for (size_t k = 0; k < n;) {
+        size_t need = s[k] < 0x80 ? 1 : (s[k] >> 5) == 6 ? 2 : (s[k] >> 4) == 14 ? 3 : (s[k] >> 3) == 30 ? 4 : 0;
+        int ok = need && k + need <= n;
+        for (size_t j = 1; ok && j < need; j++) ok = (s[k + j] & 0xC0) == 0x80;
+        if (!ok) {
+            s[k++] = '?';
+            continue;
+        }
+        k += need;
+    }
+    if (!isfinite(r->score)) r->score = 0;
+    if (!isfinite(r->confidence) || r->confidence < 0) r->confidence = 0;
+    if (r->confidence > 1) r->confidence = 1;
+    return NULL;
+}
+
+typedef struct plan_ctx {
+    ao_wf_t *wf;
+} plan_ctx_t;
+
+static int plan_exists(void *ud, const char *id)
+{
+    return ao_wf_find(((plan_ctx_t *)ud)->wf, id) >= 0;
+}
+
+static int plan_completed(void *ud, const char *id)
+{
+    ao_wf_t *wf = ((plan_ctx_t *)ud)->wf;
+    int32_t k = ao_wf_find(wf, id);
+    return k >= 0 && wf->tasks[k].st->status == TS(SUCCEEDED);
+}
+
+static void attempt_done_work(ao_proc_t *p, void *ud)
+{
+    (void)p;
+    attempt_t *a = ud;
+    ao_engine_t *e = a->e;
+    ao_wf_t *wf = a->wf;
+    uint32_t i = a->task;
+    ao_task_t *tt = &wf->tasks[i];
+    /* Stale: the task was cancelled, the workflow resumed or stopped. */
+    if (i >= ao_wf_ntasks(wf) || tt->inflight != (struct ao_attempt *)a || e->stopping) {
+        attempt_free(a);
+        attempt_finished(e);
+        return;
+    }
+    tt->inflight = NULL;
+    Agentos__V1__TaskState *t = tt->st;
+    ao_agent_outcome_t *o = &a->outcome;
+    emit_breaker_changes(e, wf, t, a->agent, a->changes, a->n_changes);
+
+    Agentos__V1__Usage usage = AGENTOS__V1__USAGE__INIT;
+    if (o->result && o->result->usage) {
+        usage.prompt_tokens = o->result->usage->prompt_tokens;
+        usage.completion_tokens = o->result->usage->completion_tokens;
+        usage.total_tokens = o->result->usage->total_tokens
+                                 ? o->result->usage->total_tokens
+                                 : usage.prompt_tokens + usage.completion_tokens;
+        usage.documents = o->result->usage->documents;
+    }
+    const Agentos__V1__AgentBackend *bc = backend_cfg(e, a->agent);
+    if (o->error_class != EC(CIRCUIT_OPEN) && o->error_class != EC(CANCELLED))
+        usage.cost_micros = ao_price_cost(bc ? bc->price : NULL, &usage);
+    usage.wall_time_ms = (uint64_t)((ao_mono_us() - a->start_us) / 1000);
+
+    char why[300];
+    if (!o->error_class && o->result) {
+        const char *bad = check_output(e, o->result, why, sizeof why);
+        if (!bad && t->spec->kind == KIND(PLANNER)) {
+            if (!o->result->plan || !o->result->plan->n_tasks) {
+                bad = "the planner returned no plan";
+            } else {
+                plan_ctx_t pc = {wf};
+                ao_dag_existing_t ex = {plan_completed, plan_exists, &pc};
+                unsigned max_tasks = e->cfg->limits->max_tasks;
+                const Agentos__V1__Budget *wb = wf->pb->spec ? wf->pb->spec->budget : NULL;
+                if (wb && wb->max_tasks && wb->max_tasks < max_tasks) max_tasks = wb->max_tasks;
+                unsigned max_depth = wf->pb->spec && wf->pb->spec->max_plan_depth
+                                         ? wf->pb->spec->max_plan_depth
+                                         : e->cfg->limits->max_plan_depth;
+                if (max_depth > e->cfg->limits->max_plan_depth) max_depth = e->cfg->limits->max_plan_depth;
+                ao_status_t st;
+                if (ao_dag_validate_plan(t->spec->id, o->result->plan->tasks, o->result->plan->n_tasks,
+                                         ao_wf_ntasks(wf), max_tasks, t->depth + 1, max_depth, &ex,
+                                         &e->env, &st)) {
+                    snprintf(why, sizeof why, "plan rejected: %.250s", st.msg);
+                    bad = why;
+                }
+            }
+        }
+        if (bad) {
+            o->error_class = EC(INVALID_RESPONSE);
+            o->retryable = 1;
+            snprintf(o->error, sizeof o->error, "%s", bad);
+        }
+    }
+    if (o->error_class || !o->result) {
+        if (!o->error_class) o->error_class = EC(INTERNAL);
+        attempt_failed(e, wf, i, a, &usage);
+        attempt_free(a);
+        attempt_finished(e);
+        return;
+    }
+
+    Agentos__V1__AgentResult *res = o->result;
+    if (t->spec->kind == KIND(PLANNER)) {
+        const Agentos__V1__Plan *plan = res->plan;
+        EVENT(pe, ET(PLAN_EXPANDED), t->spec->id);
+        set_parent(&pe, t);
+        Agentos__V1__PlanExpanded px = AGENTOS__V1__PLAN_EXPANDED__INIT;
+        px.rationale = plan->rationale;
+        px.n_tasks = plan->n_tasks;
+        px.tasks = ao_xcalloc(plan->n_tasks, sizeof *px.tasks);
+        for (size_t k = 0; k < plan->n_tasks; k++) {
+            Agentos__V1__TaskState *s = ao_xmalloc(sizeof *s);
+            agentos__v1__task_state__init(s);
+            s->spec = plan->tasks[k];
+            s->status = TS(PENDING);
+            s->parent_task_id = t->spec->id;
+            s->depth = t->depth + 1;
+            s->agent = plan->tasks[k]->agent;
+            px.tasks[k] = s;
+        }
+        pe.payload_case = PAY(PLAN_EXPANDED);
+        pe.plan_expanded = &px;
+        emit(e, wf, &pe);
+        for (size_t k = 0; k < plan->n_tasks; k++) free(px.tasks[k]);
+        free(px.tasks);
+    }
+    EVENT(ev, ET(TASK_SUCCEEDED), t->spec->id);
+    set_parent(&ev, t);
+    ev.attempt = t->attempts;
+    ev.attempt_id = t->attempt_id;
+    ev.confidence = res->confidence;
+    Agentos__V1__TaskSucceeded ts = AGENTOS__V1__TASK_SUCCEEDED__INIT;
+    ts.result = res;
+    ts.usage = &usage;
+    ev.payload_case = PAY(TASK_SUCCEEDED);
+    ev.task_succeeded = &ts;
+    emit(e, wf, &ev);
+    check_budgets(e, wf, (int32_t)i);
+    attempt_free(a);
+    attempt_finished(e);
+}
+
+static void retry_work(ao_proc_t *p, void *ud)
+{
+    (void)p;
+    tctx_t *c = ud;
+    ao_engine_t *e = c->e;
+    ao_wf_t *wf = c->wf;
+    if (!e->stopping && c->task < ao_wf_ntasks(wf)) {
+        ao_task_t *tt = &wf->tasks[c->task];
+        if (tt->st->status == TS(RETRY_WAIT) && tt->st->attempts == c->attempts) {
+            tt->timer = 0;
+            start_attempt(e, wf, c->task);
+        }
+    }
+    free(c);
+}
+
+static void retry_timer_fired(void *ud)
+{
+    tctx_t *c = ud;
+    ao_proc_post(c->e->proc, retry_work, free, c);
+}
+
+/* ---- builtin task kinds ----------------------------------------------------------- */
+
+typedef struct conflict_ctx {
+    ao_engine_t *e;
+    ao_wf_t *wf;
+    const char *at;
+    unsigned n;
+} conflict_ctx_t;
+
+static void on_conflict(void *ud, const Agentos__V1__Finding *winner,
+                        const Agentos__V1__Finding *const *lost, size_t n)
+{
+    conflict_ctx_t *c = ud;
+    EVENT(ev, ET(CONFLICT_RESOLVED), c->at);
+    ev.confidence = winner->confidence;
+    Agentos__V1__ConflictResolved cr = AGENTOS__V1__CONFLICT_RESOLVED__INIT;
+    cr.key = winner->key;
+    cr.winner = (Agentos__V1__Finding *)winner;
+    cr.overridden = (Agentos__V1__Finding **)lost;
+    cr.n_overridden = n;
+    cr.resolved_at = (char *)c->at;
+    ev.payload_case = PAY(CONFLICT_RESOLVED);
+    ev.conflict_resolved = &cr;
+    emit(c->e, c->wf, &ev);
+    c->n++;
+}
+
+/* Completes a task the engine computes itself (sync, builtin synthesis,
+ * refinement) with a result. */
+static void succeed_builtin(ao_engine_t *e, ao_wf_t *wf, uint32_t i, Agentos__V1__AgentResult *res)
+{
+    Agentos__V1__TaskState *t = wf->tasks[i].st;
+    if (t->status != TS(RUNNING)) {
+        EVENT(sev, ET(TASK_STARTED), t->spec->id);
+        set_parent(&sev, t);
+        Agentos__V1__TaskStarted ts = AGENTOS__V1__TASK_STARTED__INIT;
+        sev.payload_case = PAY(TASK_STARTED);
+        sev.task_started = &ts;
+        emit(e, wf, &sev);
+    }
+    EVENT(ev, ET(TASK_SUCCEEDED), t->spec->id);
+    set_parent(&ev, t);
+    ev.confidence = res->confidence;
+    Agentos__V1__TaskSucceeded s = AGENTOS__V1__TASK_SUCCEEDED__INIT;
+    s.result = res;
+    ev.payload_case = PAY(TASK_SUCCEEDED);
+    ev.task_succeeded = &s;
+    emit(e, wf, &ev);
+}
+
+/* Findings of the given tasks, merged with conflicts recorded at `at`. */
+static size_t merge_findings(ao_engine_t *e, ao_wf_t *wf, const char *at,
+                             const Agentos__V1__Finding **all, size_t n,
+                             const Agentos__V1__Finding **out, unsigned *conflicts)
+{
+    conflict_ctx_t c = {e, wf, at, 0};
+    size_t m = ao_findings_merge(all, n, out, on_conflict, &c);
+    *conflicts = c.n;
+    return m;
+}
+
+static void run_sync(ao_engine_t *e, ao_wf_t *wf, uint32_t i)
+{
+    Agentos__V1__TaskState *t = wf->tasks[i].st;
+    size_t n;
+    /* Every finding before the sync point (its ancestors'). */
+    const Agentos__V1__Finding **vis = visible_findings(wf, i, &n);
+    /* visible_findings already resolved conflicts silently; recompute with
+     * conflict events from the raw findings of the ancestors. */
+    free(vis);
+    size_t nt = ao_wf_ntasks(wf), total = wf->pb->n_findings;
+    for (size_t k = 0; k < nt; k++) total += wf->tasks[k].st->n_findings;
+    const Agentos__V1__Finding **all = ao_xcalloc(total ? total : 1, sizeof *all);
+    size_t m = 0;
+    for (size_t k = 0; k < wf->pb->n_findings; k++) all[m++] = wf->pb->findings[k];
+    /* Ancestors by DFS. */
+    uint8_t *seen = ao_xcalloc(nt, 1);
+    uint32_t *stack = ao_xmalloc(nt * sizeof *stack);
+    size_t sp = 0;
+    const ao_task_t *self = &wf->tasks[i];
+    for (uint32_t k = 0; k < self->n_deps; k++)
+        if (!seen[self->deps[k]]) {
+            seen[self->deps[k]] = 1;
+            stack[sp++] = self->deps[k];
+        }
+    while (sp) {
+        uint32_t v = stack[--sp];
+        const ao_task_t *a = &wf->tasks[v];
+        if (a->st->status == TS(SUCCEEDED))
+            for (size_t j = 0; j < a->st->n_findings; j++) all[m++] = a->st->findings[j];
+        for (uint32_t k = 0; k < a->n_deps; k++)
+            if (!seen[a->deps[k]]) {
+                seen[a->deps[k]] = 1;
+                stack[sp++] = a->deps[k];
+            }
+        /* Subtasks of a planner or refinement before the sync point. */
+        for (size_t c = 0; c < nt; c++)
+            if (wf->tasks[c].parent == (int32_t)v && !seen[c]) {
+                seen[c] = 1;
+                stack[sp++] = (uint32_t)c;
+            }
+    }
+    free(seen);
+    free(stack);
+    const Agentos__V1__Finding **merged = ao_xcalloc(m ? m : 1, sizeof *merged);
+    unsigned conflicts = 0;
+    size_t nm = merge_findings(e, wf, t->spec->id, all, m, merged, &conflicts);
+
+    EVENT(sp_ev, ET(SYNC_POINT_REACHED), t->spec->id);
+    Agentos__V1__SyncPoint spp = AGENTOS__V1__SYNC_POINT__INIT;
+    spp.findings = (Agentos__V1__Finding **)merged;
+    spp.n_findings = nm;
+    sp_ev.payload_case = PAY(SYNC_POINT);
+    sp_ev.sync_point = &spp;
+    emit(e, wf, &sp_ev);
+
+    Agentos__V1__AgentResult res = AGENTOS__V1__AGENT_RESULT__INIT;
+    char *out = ao_xasprintf("sync point %s: %zu finding%s visible, %u conflict%s resolved",
+                             t->spec->id, nm, nm == 1 ? "" : "s", conflicts, conflicts == 1 ? "" : "s");
+    res.output = out;
+    double conf = 0;
+    for (size_t k = 0; k < nm; k++) conf += merged[k]->confidence;
+    res.confidence = nm ? conf / (double)nm : 1.0;
+    res.findings = (Agentos__V1__Finding **)merged;
+    res.n_findings = nm;
+    succeed_builtin(e, wf, i, &res);
+    free(out);
+    free(merged);
+    free(all);
+}
+
+/* The results a synthesis combines: each dependency, or for a planner or
+ * refinement dependency, its completed analysis subtasks. */
+static void collect_inputs(ao_wf_t *wf, uint32_t dep, ao_idxlist_t *have, double *missing)
+{
+    const ao_task_t *d = &wf->tasks[dep];
+    int kind = d->st->spec->kind ? d->st->spec->kind : KIND(AGENT);
+    if (kind == KIND(PLANNER) || kind == KIND(REFINEMENT)) {
+        size_t nt = ao_wf_ntasks(wf);
+        int any = 0;
+        for (size_t c = 0; c < nt; c++) {
+            if (wf->tasks[c].parent != (int32_t)dep) continue;
+            any = 1;
+            /* Refinement: only the last stage's areas that passed count. */
+            collect_inputs(wf, (uint32_t)c, have, missing);
+        }
+        if (any) return;
+    }
+    if (kind == KIND(SYNC)) return;
+    if (d->st->status == TS(SUCCEEDED)) ao_idxlist_push(have, dep);
+    else *missing += ao_task_authority(d->st);
+}
+
+static void run_synthesis(ao_engine_t *e, ao_wf_t *wf, uint32_t i)
+{
+    Agentos__V1__TaskState *t = wf->tasks[i].st;
+    const ao_task_t *tt = &wf->tasks[i];
+    ao_idxlist_t have = {0};
+    double missing = 0;
+    for (uint32_t k = 0; k < tt->n_deps; k++) collect_inputs(wf, tt->deps[k], &have, &missing);
+    /* Refinement areas dropped at an earlier stage are not inputs: keep,
+     * per area, only the latest stage. */
+    ao_synth_in_t *in = ao_xcalloc(have.n ? have.n : 1, sizeof *in);
+    Agentos__V1__TaskOutput **outs = ao_xcalloc(have.n ? have.n : 1, sizeof *outs);
+    size_t nin = 0, total_f = 0;
+    for (size_t k = 0; k < have.n; k++) {
+        const Agentos__V1__TaskState *d = wf->tasks[have.v[k]].st;
+        if (*d->area) {
+            int superseded = 0;
+            for (size_t j = 0; j < have.n; j++) {
+                const Agentos__V1__TaskState *o = wf->tasks[have.v[j]].st;
+                if (!strcmp(o->area, d->area) && !strcmp(o->parent_task_id, d->parent_task_id) &&
+                    o->stage > d->stage)
+                    superseded = 1;
+            }
+            if (superseded) continue;
+        }
+        in[nin] = (ao_synth_in_t){d->score, d->confidence, ao_task_authority(d)};
+        Agentos__V1__TaskOutput *o = ao_xmalloc(sizeof *o);
+        agentos__v1__task_output__init(o);
+        o->task_id = d->spec->id;
+        o->agent = d->agent;
+        o->output = d->output;
+        o->score = d->score;
+        o->confidence = d->confidence;
+        o->authority = ao_task_authority(d);
+        outs[nin++] = o;
+        total_f += d->n_findings;
+    }
+    double score = 0, conf = 0;
+    ao_synth_weighted(in, nin, missing, &score, &conf);
+
+    char **missing_ids = NULL;
+    size_t n_missing = 0;
+    for (uint32_t k = 0; k < tt->n_deps; k++) {
+        const Agentos__V1__TaskState *d = wf->tasks[tt->deps[k]].st;
+        if (d->status != TS(SUCCEEDED)) ao_pb_push_str(&missing_ids, &n_missing, d->spec->id);
+    }
+    EVENT(sev, ET(SYNTHESIS_COMPUTED), t->spec->id);
+    sev.confidence = conf;
+    Agentos__V1__SynthesisComputed sc = AGENTOS__V1__SYNTHESIS_COMPUTED__INIT;
+    sc.score = score;
+    sc.confidence = conf;
+    sc.inputs = outs;
+    sc.n_inputs = nin;
+    sc.missing = missing_ids;
+    sc.n_missing = n_missing;
+    sev.payload_case = PAY(SYNTHESIS);
+    sev.synthesis = &sc;
+    emit(e, wf, &sev);
+
+    const Agentos__V1__Finding **all = ao_xcalloc(total_f ? total_f : 1, sizeof *all);
+    size_t m = 0;
+    for (size_t k = 0; k < nin; k++) {
+        int32_t d = ao_wf_find(wf, outs[k]->task_id);
+        const Agentos__V1__TaskState *ds = wf->tasks[d].st;
+        for (size_t j = 0; j < ds->n_findings; j++) all[m++] = ds->findings[j];
+    }
+    const Agentos__V1__Finding **merged = ao_xcalloc(m ? m : 1, sizeof *merged);
+    unsigned conflicts = 0;
+    size_t nm = merge_findings(e, wf, t->spec->id, all, m, merged, &conflicts);
+
+    ao_sb_t sb = {0};
+    ao_sb_printf(&sb, "Weighted score %.2f (confidence %.2f) from %zu result%s", score, conf, nin,
+                 nin == 1 ? "" : "s");
+    for (size_t k = 0; k < nin; k++)
+        ao_sb_printf(&sb, "%s %s (score %.2f x confidence %.2f x authority %.2f)", k ? "," : ":",
+                     outs[k]->task_id, outs[k]->score, outs[k]->confidence, outs[k]->authority);
+    if (n_missing) {
+        ao_sb_puts(&sb, "; missing:");
+        for (size_t k = 0; k < n_missing; k++) ao_sb_printf(&sb, " %s", missing_ids[k]);
+    }
+    if (conflicts) ao_sb_printf(&sb, "; %u conflicting finding%s resolved", conflicts, conflicts == 1 ? "" : "s");
+    Agentos__V1__AgentResult res = AGENTOS__V1__AGENT_RESULT__INIT;
+    res.output = sb.data;
+    res.score = score;
+    res.confidence = conf;
+    res.findings = (Agentos__V1__Finding **)merged;
+    res.n_findings = nm;
+    succeed_builtin(e, wf, i, &res);
+    ao_sb_free(&sb);
+    free(merged);
+    free(all);
+    for (size_t k = 0; k < nin; k++) free(outs[k]);
+    free(outs);
+    free(in);
+    ao_pb_free_strs(&missing_ids, &n_missing);
+    free(have.v);
+}
+
+/* ---- progressive refinement --------------------------------------------------------- */
+
+static void expand_stage(ao_engine_t *e, ao_wf_t *wf, uint32_t i, uint32_t stage, char **areas,
+                         size_t n_areas)
+{
+    Agentos__V1__TaskState *t = wf->tasks[i].st;
+    const Agentos__V1__RefinementStage *sg = t->spec->refinement->stages[stage];
+    EVENT(ev, ET(PLAN_EXPANDED), t->spec->id);
+    set_parent(&ev, t);
+    Agentos__V1__PlanExpanded px = AGENTOS__V1__PLAN_EXPANDED__INIT;
+    px.rationale = sg->name;
+    px.tasks = ao_xcalloc(n_areas ? n_areas : 1, sizeof *px.tasks);
+    Agentos__V1__TaskSpec *specs = ao_xcalloc(n_areas ? n_areas : 1, sizeof *specs);
+    Agentos__V1__TaskState *states = ao_xcalloc(n_areas ? n_areas : 1, sizeof *states);
+    char **ids = ao_xcalloc(n_areas ? n_areas : 1, sizeof *ids);
+    for (size_t k = 0; k < n_areas; k++) {
+        Agentos__V1__TaskSpec *s = &specs[k];
+        agentos__v1__task_spec__init(s);
+        ids[k] = ao_xasprintf("%s/%u/%s", t->spec->id, stage, areas[k]);
+        s->id = ids[k];
+        s->kind = KIND(AGENT);
+        s->agent = sg->agent;
+        s->input = sg->input;
+        s->retry = t->spec->retry;
+        s->attempt_timeout_ms = t->spec->attempt_timeout_ms;
+        s->authority = t->spec->authority;
+        s->optional = 1; /* an area that fails is dropped, not fatal */
+        s->role = t->spec->role;
+        s->params = t->spec->params;
+        s->n_params = t->spec->n_params;
+        Agentos__V1__TaskState *st = &states[k];
+        agentos__v1__task_state__init(st);
+        st->spec = s;
+        st->status = TS(PENDING);
+        st->parent_task_id = t->spec->id;
+        st->depth = t->depth + 1;
+        st->agent = sg->agent;
+        st->area = areas[k];
+        st->stage = stage;
+        px.tasks[px.n_tasks++] = st;
+    }
+    ev.payload_case = PAY(PLAN_EXPANDED);
+    ev.plan_expanded = &px;
+    emit(e, wf, &ev);
+    for (size_t k = 0; k < n_areas; k++) free(ids[k]);
+    free(ids);
+    free(specs);
+    free(states);
+    free(px.tasks);
+}
+
+static void start_refinement(ao_engine_t *e, ao_wf_t *wf, uint32_t i)
+{
+    Agentos__V1__TaskState *t = wf->tasks[i].st;
+    EVENT(ev, ET(TASK_STARTED), t->spec->id);
+    set_parent(&ev, t);
+    Agentos__V1__TaskStarted ts = AGENTOS__V1__TASK_STARTED__INIT;
+    ev.payload_case = PAY(TASK_STARTED);
+    ev.task_started = &ts;
+    emit(e, wf, &ev);
+    expand_stage(e, wf, i, 0, t->spec->refinement->areas, t->spec->refinement->n_areas);
+}
+
+/* A refinement stage has finished (every area task settled). */
+static void stage_done(ao_engine_t *e, ao_wf_t *wf, uint32_t i)
+{
+    Agentos__V1__TaskState *t = wf->tasks[i].st;
+    if (t->status != TS(RUNNING) || wf->tasks[i].open_children) return;
+    const Agentos__V1__RefinementSpec *r = t->spec->refinement;
+    size_t nt = ao_wf_ntasks(wf);
+    uint32_t stage = 0;
+    int any = 0;
+    for (size_t c = 0; c < nt; c++)
+        if (wf->tasks[c].parent == (int32_t)i) {
+            any = 1;
+            if (wf->tasks[c].st->stage > stage) stage = wf->tasks[c].st->stage;
+        }
+    if (!any) {
+        expand_stage(e, wf, i, 0, r->areas, r->n_areas);
+        return;
+    }
+    const Agentos__V1__RefinementStage *sg = r->stages[stage];
+    char **passed = NULL, **dropped = NULL;
+    size_t np = 0, nd = 0;
+    ao_synth_in_t *in = ao_xcalloc(nt, sizeof *in);
+    size_t nin = 0;
+    for (size_t c = 0; c < nt; c++) {
+        const Agentos__V1__TaskState *a = wf->tasks[c].st;
+        if (wf->tasks[c].parent != (int32_t)i || a->stage != stage) continue;
+        if (a->status == TS(SUCCEEDED) && a->score >= sg->threshold) {
+            ao_pb_push_str(&passed, &np, a->area);
+            in[nin++] = (ao_synth_in_t){a->score, a->confidence, ao_task_authority(a)};
+        } else {
+            ao_pb_push_str(&dropped, &nd, a->area);
+        }
+    }
+    EVENT(ev, ET(STAGE_COMPLETED), t->spec->id);
+    Agentos__V1__StageCompleted sc = AGENTOS__V1__STAGE_COMPLETED__INIT;
+    sc.stage = stage;
+    sc.name = sg->name;
+    sc.passed = passed;
+    sc.n_passed = np;
+    sc.dropped = dropped;
+    sc.n_dropped = nd;
+    sc.threshold = sg->threshold;
+    ev.payload_case = PAY(STAGE_COMPLETED);
+    ev.stage_completed = &sc;
+    emit(e, wf, &ev);
+
+    if (np == 0) {
+        char reason[300];
+        snprintf(reason, sizeof reason,
+                 "no area passed stage %u (%s) of %s at threshold %.2f: nothing more worth "
+                 "analysing",
+                 stage, sg->name, t->spec->id, sg->threshold);
+        Agentos__V1__AgentResult res = AGENTOS__V1__AGENT_RESULT__INIT;
+        res.output = reason;
+        res.confidence = 1.0;
+        succeed_builtin(e, wf, i, &res);
+        EVENT(et, ET(EARLY_TERMINATION), t->spec->id);
+        Agentos__V1__EarlyTermination x = AGENTOS__V1__EARLY_TERMINATION__INIT;
+        x.stage = stage;
+        x.reason = reason;
+        et.payload_case = PAY(EARLY_TERMINATION);
+        et.early_termination = &x;
+        emit(e, wf, &et);
+    } else if (stage + 1 < r->n_stages) {
+        expand_stage(e, wf, i, stage + 1, passed, np);
+    } else {
+        double score = 0, conf = 0;
+        ao_synth_weighted(in, nin, 0, &score, &conf);
+        ao_sb_t sb = {0};
+        ao_sb_printf(&sb, "%zu area%s passed the last stage (%s):", np, np == 1 ? "" : "s", sg->name);
+        for (size_t k = 0; k < np; k++) {
+            char *id = ao_xasprintf("%s/%u/%s", t->spec->id, stage, passed[k]);
+            int32_t a = ao_wf_find(wf, id);
+            free(id);
+            ao_sb_printf(&sb, "\n- %s: %s", passed[k], a >= 0 ? wf->tasks[a].st->output : "");
+        }
+        Agentos__V1__AgentResult res = AGENTOS__V1__AGENT_RESULT__INIT;
+        res.output = sb.data;
+        res.score = score;
+        res.confidence = conf;
+        succeed_builtin(e, wf, i, &res);
+        ao_sb_free(&sb);
+    }
+    free(in);
+    ao_pb_free_strs(&passed, &np);
+    ao_pb_free_strs(&dropped, &nd);
+}
+
+/* ---- stepping a workflow ------------------------------------------------------------- */
+
+static void start_task(ao_engine_t *e, ao_wf_t *wf, uint32_t i)
+{
+    Agentos__V1__TaskState *t = wf->tasks[i].st;
+    int kind = t->spec->kind ? t->spec->kind : KIND(AGENT);
+    if (kind == KIND(SYNC)) run_sync(e, wf, i);
+    else if (kind == KIND(SYNTHESIS) && !*t->spec->agent) run_synthesis(e, wf, i);
+    else if (kind == KIND(REFINEMENT)) start_refinement(e, wf, i);
+    else start_attempt(e, wf, i);
+}
+
+static void skip_task(ao_engine_t *e, ao_wf_t *wf, uint32_t i, const char *reason)
+{
+    Agentos__V1__TaskState *t = wf->tasks[i].st;
+    EVENT(ev, ET(TASK_SKIPPED), t->spec->id);
+    set_parent(&ev, t);
+    Agentos__V1__TaskSkipped s = AGENTOS__V1__TASK_SKIPPED__INIT;
+    s.reason = (char *)reason;
+    ev.payload_case = PAY(TASK_SKIPPED);
+    ev.task_skipped = &s;
+    emit(e, wf, &ev);
+}
+
+static void cancel_timers(ao_engine_t *e, ao_wf_t *wf);
+
+static void fire_watches(ao_proc_t *p, void *ud)
+{
+    (void)p;
+    ao_wf_t *wf = ud;
+    wf_rt_t *r = rt(wf);
+    watch_t *w = r->watches;
+    r->watches = NULL;
+    while (w) {
+        watch_t *next = w->next;
+        w->fn(w->ud, wf);
+        free(w);
+        w = next;
+    }
+}
+
+static void complete(ao_engine_t *e, ao_wf_t *wf, int status)
+{
+    Agentos__V1__WorkflowResult *res = ao_result_build(wf, status);
+    EVENT(ev, ET(WORKFLOW_COMPLETED), NULL);
+    ev.confidence = res->confidence;
+    Agentos__V1__WorkflowCompleted wc = AGENTOS__V1__WORKFLOW_COMPLETED__INIT;
+    wc.result = res;
+    ev.payload_case = PAY(WORKFLOW_COMPLETED);
+    ev.workflow_completed = &wc;
+    emit(e, wf, &ev);
+    ao_pb_free(res);
+    ao_engine_checkpoint(e, wf, "final", "", NULL, NULL);
+    cancel_timers(e, wf);
+    ao_proc_after_commit(e->proc, fire_watches, wf);
+    AO_INFO("engine", "workflow finished id=%s status=%s tasks=%zu", wf->pb->id,
+            enum_name(&agentos__v1__workflow_status__descriptor, status, strlen("WORKFLOW_STATUS_")),
+            ao_wf_ntasks(wf));
+}
+
+/* The workflow is stopping: stop what runs, skip what waits, finish. */
+static void stop_step(ao_engine_t *e, ao_wf_t *wf)
+{
+    const char *reason = wf->pb->stop_reason;
+    char skip_reason[400];
+    snprintf(skip_reason, sizeof skip_reason, "the workflow stopped: %s", reason);
+    size_t n = ao_wf_ntasks(wf);
+    for (uint32_t i = 0; i < n; i++) {
+        ao_task_t *tt = &wf->tasks[i];
+        int s = tt->st->status;
+        if (s == TS(RUNNING) || s == TS(RETRY_WAIT) || s == TS(READY)) {
+            if (tt->inflight) {
+                attempt_t *a = (attempt_t *)tt->inflight;
+                tt->inflight = NULL;
+                if (a->submitted) ao_backends_cancel(e->backends, &a->d);
+                else a->abandoned = 1;
+            }
+            void *ctx = NULL;
+            if (tt->timer && ao_timer_cancel(e->timers, tt->timer, &ctx)) free(ctx);
+            tt->timer = 0;
+            EVENT(ev, ET(TASK_CANCELLED), tt->st->spec->id);
+            set_parent(&ev, tt->st);
+            Agentos__V1__TaskCancelled c = AGENTOS__V1__TASK_CANCELLED__INIT;
+            c.reason = (char *)reason;
+            ev.payload_case = PAY(TASK_CANCELLED);
+            ev.task_cancelled = &c;
+            emit(e, wf, &ev);
+        }
+    }
+    for (uint32_t i = 0; i < n; i++)
+        if (wf->tasks[i].st->status == TS(PENDING)) skip_task(e, wf, i, skip_reason);
+    complete(e, wf, wf->pb->stopping);
+}
+
+static void decide_strategy(ao_engine_t *e, ao_wf_t *wf)
+{
+    const Agentos__V1__WorkflowSpec *spec = wf->pb->spec;
+    int s = spec->strategy;
+    if ((s != AGENTOS__V1__STRATEGY__STRATEGY_AUTO && s != AGENTOS__V1__STRATEGY__STRATEGY_SINGLE_AGENT) ||
+        *wf->pb->strategy_reason)
+        return;
+    /* The estimate needs the tasks: a spec view over the task states. */
+    size_t n = ao_wf_ntasks(wf);
+    Agentos__V1__WorkflowSpec view = *spec;
+    view.tasks = ao_xcalloc(n ? n : 1, sizeof *view.tasks);
+    view.n_tasks = n;
+    for (size_t k = 0; k < n; k++) view.tasks[k] = wf->tasks[k].st->spec;
+    ao_strategy_choice_t ch;
+    ao_strategy_decide(&view, &ch);
+    free(view.tasks);
+    if (s == AGENTOS__V1__STRATEGY__STRATEGY_SINGLE_AGENT) {
+        ch.strategy = s;
+        snprintf(ch.reason, sizeof ch.reason, "requested: one agent (%s) runs the job",
+                 spec->auto_strategy->single_agent);
+    }
+    EVENT(ev, ET(STRATEGY_SELECTED), NULL);
+    Agentos__V1__StrategySelected ss = AGENTOS__V1__STRATEGY_SELECTED__INIT;
+    ss.strategy = ch.strategy;
+    ss.complexity = ch.complexity;
+    ss.band = (char *)ch.band;
+    ss.reason = ch.reason;
+    ev.payload_case = PAY(STRATEGY_SELECTED);
+    ev.strategy_selected = &ss;
+    emit(e, wf, &ev);
+}
+
+static void pop_all(ao_idxlist_t *l, ao_idxlist_t *into)
+{
+    into->v = l->v;
+    into->n = l->n;
+    into->cap = l->cap;
+    l->v = NULL;
+    l->n = l->cap = 0;
+}
+
+static void step(ao_engine_t *e, ao_wf_t *wf)
+{
+    if (ao_wf_status_terminal(wf->pb->status)) return;
+    decide_strategy(e, wf);
+    for (int rounds = 0; rounds < 1000000; rounds++) {
+        if (wf->pb->stopping) {
+            stop_step(e, wf);
+            return;
+        }
+        if (!wf->to_skip.n && !wf->stage_done.n && !wf->ready.n) break;
+        ao_idxlist_t l;
+        pop_all(&wf->to_skip, &l);
+        for (size_t k = 0; k < l.n; k++) {
+            uint32_t i = l.v[k];
+            if (wf->tasks[i].st->status != TS(PENDING)) continue;
+            const char *why = "a dependency did not complete";
+            char reason[300];
+            for (uint32_t d = 0; d < wf->tasks[i].n_deps; d++) {
+                const Agentos__V1__TaskState *ds = wf->tasks[wf->tasks[i].deps[d]].st;
+                if (ao_task_terminal(ds->status) && ds->status != TS(SUCCEEDED)) {
+                    snprintf(reason, sizeof reason, "dependency %s %s", ds->spec->id,
+                             ds->status == TS(FAILED) ? "failed" : "did not run");
+                    why = reason;
+                    break;
+                }
+            }
+            skip_task(e, wf, i, why);
+        }
+        free(l.v);
+        pop_all(&wf->stage_done, &l);
+        for (size_t k = 0; k < l.n; k++) stage_done(e, wf, l.v[k]);
+        free(l.v);
+        pop_all(&wf->ready, &l);
+        for (size_t k = 0; k < l.n && !wf->pb->stopping; k++) {
+            uint32_t i = l.v[k];
+            ao_task_t *tt = &wf->tasks[i];
+            int s = tt->st->status;
+            if (tt->inflight) continue;
+            if (s == TS(PENDING) && tt->unmet == 0) start_task(e, wf, i);
+            else if (s == TS(READY)) start_attempt(e, wf, i);
+        }
+        free(l.v);
+    }
+    if (!wf->pb->stopping && wf->n_terminal == ao_wf_ntasks(wf)) {
+        int failed = 0;
+        for (size_t k = 0; k < ao_wf_ntasks(wf); k++)
+            if (wf->tasks[k].st->status == TS(FAILED)) failed = 1;
+        complete(e, wf, failed ? WS(PARTIAL_SUCCESS) : WS(SUCCESS));
+        return;
+    }
+    uint32_t every = wf->pb->spec && wf->pb->spec->checkpoint_every_events
+                         ? wf->pb->spec->checkpoint_every_events
+                         : e->cfg->storage->checkpoint_every_events;
+    /* A checkpoint costs the workflow's size: at most one per that many
+     * events keeps the cost linear while bounding the replayed tail. */
+    if (every < ao_wf_ntasks(wf)) every = (uint32_t)ao_wf_ntasks(wf);
+    if (wf->pb->events_since_checkpoint >= every) ao_engine_checkpoint(e, wf, "auto", "", NULL, NULL);
+}
+
+static void tick(void *ud, ao_proc_t *p)
+{
+    (void)p;
+    ao_engine_t *e = ud;
+    if (e->stopping) {
+        e->n_dirty = 0;
+        return;
+    }
+    /* Stepping may dirty workflows again (its own events): loop until
+     * quiet. */
+    while (e->n_dirty) {
+        ao_wf_t *wf = e->dirty[--e->n_dirty];
+        rt(wf)->in_dirty = 0;
+        wf->dirty = 0;
+        step(e, wf);
+        rt(wf)->in_dirty = 0; /* its own events re-marked it: done for now */
+        if (e->n_dirty && e->dirty[e->n_dirty - 1] == wf) e->n_dirty--;
+    }
+}
+
+static void on_publish(void *ud, ao_evref_t *const *evs, size_t n, uint64_t durable)
+{
+    ao_engine_t *e = ud;
+    if (e->publish) e->publish(e->publish_ud, evs, n, durable);
+}
+
+/* ---- wall-time budget ------------------------------------------------------------------ */
+
+static void wall_work(ao_proc_t *p, void *ud)
+{
+    (void)p;
+    tctx_t *c = ud;
+    ao_engine_t *e = c->e;
+    ao_wf_t *wf = c->wf;
+    if (!e->stopping && !ao_wf_status_terminal(wf->pb->status)) {
+        rt(wf)->wall_timer[c->slot] = 0;
+        check_budgets(e, wf, -1);
+        mark_dirty(e, wf);
+    }
+    free(c);
+}
+
+static void wall_fired(void *ud)
+{
+    tctx_t *c = ud;
+    ao_proc_post(c->e->proc, wall_work, free, c);
+}
+
+static void arm_wall_timers(ao_engine_t *e, ao_wf_t *wf)
+{
+    const Agentos__V1__Budget *b = wf->pb->spec ? wf->pb->spec->budget : NULL;
+    if (!b || !b->max_wall_time_ms) return;
+    double warn = b->warn_fraction > 0 ? b->warn_fraction : 0.8;
+    int64_t elapsed = ao_now_ms() - wf->pb->started_unix_ms;
+    int64_t at[2] = {(int64_t)((double)b->max_wall_time_ms * warn), (int64_t)b->max_wall_time_ms + 1};
+    for (int k = 0; k < 2; k++) {
+        int64_t delay = at[k] - elapsed;
+        tctx_t *c = ao_xcalloc(1, sizeof *c);
+        c->e = e;
+        c->wf = wf;
+        c->kind = 1;
+        c->slot = k;
+        rt(wf)->wall_timer[k] = ao_timer_add(e->timers, delay > 0 ? (uint64_t)delay : 0, wall_fired, c);
+    }
+}
+
+/* A timer's context is freed by the work it posts (or that work's drop);
+ * a timer cancelled before it fires hands its context back to be freed
+ * here. */
+static void cancel_timers(ao_engine_t *e, ao_wf_t *wf)
+{
+    wf_rt_t *r = rt(wf);
+    for (int k = 0; k < 2; k++) {
+        void *ctx = NULL;
+        if (r->wall_timer[k] && ao_timer_cancel(e->timers, r->wall_timer[k], &ctx)) free(ctx);
+        r->wall_timer[k] = 0;
+    }
+    for (size_t i = 0; i < ao_wf_ntasks(wf); i++) {
+        void *ctx = NULL;
+        if (wf->tasks[i].timer && ao_timer_cancel(e->timers, wf->tasks[i].timer, &ctx)) free(ctx);
+        wf->tasks[i].timer = 0;
+    }
+}
+
+/* ---- checkpoints ------------------------------------------------------------------------- */
+
+static Agentos__V1__TaskState *restart_copy(const Agentos__V1__TaskState *t)
+{
+    Agentos__V1__TaskState *c = ao_xmalloc(sizeof *c);
+    agentos__v1__task_state__init(c);
+    c->spec = AO_PB_CLONE(Agentos__V1__TaskSpec, t->spec);
+    c->status = TS(PENDING);
+    ao_pb_set_str(&c->agent, t->spec->agent);
+    ao_pb_set_str(&c->parent_task_id, t->parent_task_id);
+    c->depth = t->depth;
+    ao_pb_set_str(&c->area, t->area);
+    c->stage = t->stage;
+    return c;
+}
+
+/* The checkpoint of the workflow's current state (design note,
+ * "Checkpointing Strategy"). The caller frees it. */
+static Agentos__V1__Checkpoint *build_checkpoint(ao_wf_t *wf, uint64_t seq, const char *reason,
+                                                 const char *note)
+{
+    Agentos__V1__Checkpoint *c = ao_xmalloc(sizeof *c);
+    agentos__v1__checkpoint__init(c);
+    char *id = ao_xasprintf("ckpt-%llu", (unsigned long long)seq);
+    ao_pb_set_str(&c->id, id);
+    free(id);
+    ao_pb_set_str(&c->workflow_id, wf->pb->id);
+    ao_pb_set_str(&c->tenant, wf->pb->tenant);
+    c->seq = seq;
+    c->created_unix_ms = ao_now_ms();
+    ao_pb_set_str(&c->reason, reason);
+    ao_pb_set_str(&c->note, note);
+    c->status = wf->pb->status;
+    if (wf->pb->usage) c->usage = AO_PB_CLONE(Agentos__V1__Usage, wf->pb->usage);
+    size_t n = ao_wf_ntasks(wf), nf = wf->pb->n_findings;
+    for (size_t i = 0; i < n; i++) {
+        const Agentos__V1__TaskState *t = wf->tasks[i].st;
+        for (size_t k = 0; k < t->n_decisions; k++) {
+            Agentos__V1__Decision **d = ao_pb_push(&c->decisions, &c->n_decisions, sizeof *d);
+            *d = ao_xmalloc(sizeof **d);
+            agentos__v1__decision__init(*d);
+            ao_pb_set_str(&(*d)->task_id, t->spec->id);
+            ao_pb_set_str(&(*d)->text, t->decisions[k]);
+        }
+        if (t->status == TS(SUCCEEDED)) {
+            Agentos__V1__TaskState **s = ao_pb_push(&c->completed_tasks, &c->n_completed_tasks, sizeof *s);
+            *s = AO_PB_CLONE(Agentos__V1__TaskState, t);
+            nf += t->n_findings;
+        } else {
+            ao_pb_push_str(&c->next_steps, &c->n_next_steps, t->spec->id);
+            if (*t->parent_task_id) {
+                Agentos__V1__TaskState **s = ao_pb_push(&c->added_tasks, &c->n_added_tasks, sizeof *s);
+                *s = restart_copy(t);
+            }
+        }
+    }
+    const Agentos__V1__Finding **all = ao_xcalloc(nf ? nf : 1, sizeof *all);
+    const Agentos__V1__Finding **merged = ao_xcalloc(nf ? nf : 1, sizeof *merged);
+    size_t m = 0;
+    for (size_t k = 0; k < wf->pb->n_findings; k++) all[m++] = wf->pb->findings[k];
+    for (size_t i = 0; i < n; i++) {
+        const Agentos__V1__TaskState *t = wf->tasks[i].st;
+        if (t->status == TS(SUCCEEDED))
+            for (size_t k = 0; k < t->n_findings; k++) all[m++] = t->findings[k];
+    }
+    size_t nm = ao_findings_merge(all, m, merged, NULL, NULL);
+    for (size_t k = 0; k < nm; k++) {
+        Agentos__V1__Finding **f = ao_pb_push(&c->key_findings, &c->n_key_findings, sizeof *f);
+        *f = AO_PB_CLONE(Agentos__V1__Finding, merged[k]);
+    }
+    free(all);
+    free(merged);
+    return c;
+}
+
+int ao_engine_checkpoint(ao_engine_t *e, ao_wf_t *wf, const char *reason, const char *note,
+                         Agentos__V1__Checkpoint **out, ao_status_t *st)
+{
+    (void)st;
+    uint64_t seq = ao_proc_next_seq(e->proc);
+    Agentos__V1__Checkpoint *c = build_checkpoint(wf, seq, reason, note ? note : "");
+    EVENT(ev, ET(CHECKPOINT_SAVED), NULL);
+    Agentos__V1__CheckpointSaved cs = AGENTOS__V1__CHECKPOINT_SAVED__INIT;
+    cs.checkpoint_id = c->id;
+    cs.reason = (char *)reason;
+    cs.completed_tasks = (uint32_t)c->n_completed_tasks;
+    cs.next_steps = (uint32_t)c->n_next_steps;
+    ev.payload_case = PAY(CHECKPOINT_SAVED);
+    ev.checkpoint_saved = &cs;
+    uint64_t got = emit(e, wf, &ev);
+    if (got != seq) ao_fatal("checkpoint sequence mismatch (%llu != %llu)", (unsigned long long)got,
+                             (unsigned long long)seq);
+    ao_proc_put_checkpoint(e->proc, wf->pb->id, seq, &c->base);
+    ao_proc_put_snapshot(e->proc, wf->pb->id, wf->pb->last_seq, &wf->pb->base);
+    if (out) *out = c;
+    else ao_pb_free(c);
+    return 0;
+}
+
+/* ---- lifecycle ----------------------------------------------------------------------------- */
+
+ao_engine_t *ao_engine_create(const ao_engine_options_t *opt)
+{
+    ao_engine_t *e = ao_xcalloc(1, sizeof *e);
+    e->cfg = opt->cfg;
+    e->env.cfg = opt->cfg;
+    e->log = opt->log;
+    e->backends = opt->backends;
+    e->timers = opt->timers;
+    e->publish = opt->publish;
+    e->publish_ud = opt->publish_ud;
+    e->workflow_loaded = opt->workflow_loaded;
+    e->loaded_ud = opt->loaded_ud;
+    e->wfs = json_object();
+    e->requests = json_object();
+    atomic_init(&e->inflight, 0);
+    pthread_mutex_init(&e->lock, NULL);
+    pthread_cond_init(&e->cond, NULL);
+    ao_proc_options_t po = {opt->log, opt->cfg->storage->max_batch_events, on_publish, e, tick, e};
+    e->proc = ao_proc_create(&po);
+    return e;
+}
+
+ao_proc_t *ao_engine_proc(ao_engine_t *e)
+{
+    return e->proc;
+}
+
+const Agentos__V1__ServerConfig *ao_engine_config(ao_engine_t *e)
+{
+    return e->cfg;
+}
+
+struct ao_backends *ao_engine_backends(ao_engine_t *e)
+{
+    return e->backends;
+}
+
+static char *request_key(const char *tenant, const char *request_id)
+{
+    return ao_xasprintf("%s\x1f%s", tenant, request_id);
+}
+
+static void add_workflow(ao_engine_t *e, ao_wf_t *wf)
+{
+    json_object_set_new(e->wfs, wf->pb->id, json_integer((json_int_t)(intptr_t)wf));
+    if (e->n_order == e->cap_order) {
+        e->cap_order = e->cap_order ? e->cap_order * 2 : 64;
+        e->order = ao_xrealloc(e->order, e->cap_order * sizeof *e->order);
+    }
+    /* Keep creation order (recovery loads by id, which sorts by time). */
+    size_t k = e->n_order;
+    while (k > 0 && e->order[k - 1]->pb->created_unix_ms > wf->pb->created_unix_ms) {
+        e->order[k] = e->order[k - 1];
+        k--;
+    }
+    e->order[k] = wf;
+    e->n_order++;
+    if (*wf->pb->request_id) {
+        char *key = request_key(wf->pb->tenant, wf->pb->request_id);
+        json_object_set_new(e->requests, key, json_string(wf->pb->id));
+        free(key);
+    }
+}
+
+typedef struct replay_ctx {
+    ao_wf_t *wf;
+    ao_wf_t **created;
+    const char *wf_id;
+    ao_status_t *st;
+    int rc;
+} replay_ctx_t;
+
+static int replay_event(void *ud, uint64_t seq, const void *data, size_t len)
+{
+    replay_ctx_t *c = ud;
+    Agentos__V1__Event *ev = agentos__v1__event__unpack(NULL, len, data);
+    if (!ev) {
+        c->rc = ao_status_set(c->st, AO_ECORRUPT, "event %llu of workflow %s does not decode",
+                              (unsigned long long)seq, c->wf_id);
+        return 1;
+    }
+    if (ev->seq != seq) {
+        c->rc = ao_status_set(c->st, AO_ECORRUPT, "event stored at %llu says it is %llu",
+                              (unsigned long long)seq, (unsigned long long)ev->seq);
+    } else if (!c->wf) {
+        c->rc = ao_wf_create(ev, &c->wf, c->st);
+        if (c->rc) {
+            ao_status_t inner = *c->st;
+            ao_status_set(c->st, AO_ECORRUPT, "workflow %s: %s", c->wf_id, inner.msg);
+            c->rc = AO_ECORRUPT;
+        }
+    } else {
+        c->rc = ao_wf_apply(c->wf, ev, c->st);
+    }
+    agentos__v1__event__free_unpacked(ev, NULL);
+    return c->rc != 0;
+}
+
+typedef struct load_ctx {
+    ao_engine_t *e;
+    ao_status_t *st;
+    int rc;
+    size_t loaded, replayed;
+} load_ctx_t;
+
+static int load_snapshot(void *ud, const char *wf_id, uint64_t seq, const void *data, size_t len)
+{
+    load_ctx_t *c = ud;
+    Agentos__V1__Workflow *pb = agentos__v1__workflow__unpack(NULL, len, data);
+    if (!pb) {
+        c->rc = ao_status_set(c->st, AO_ECORRUPT, "the snapshot of workflow %s does not decode", wf_id);
+        return 1;
+    }
+    ao_wf_t *wf;
+    if ((c->rc = ao_wf_from_snapshot(pb, &wf, c->st))) return 1;
+    if (!ao_wf_status_terminal(wf->pb->status)) {
+        replay_ctx_t r = {wf, NULL, wf_id, c->st, 0};
+        int rc = ao_log_read_workflow(c->e->log, wf_id, seq + 1, UINT64_MAX, 0, replay_event, &r, c->st);
+        if (rc || r.rc) {
+            ao_wf_free(wf);
+            c->rc = rc ? rc : r.rc;
+            return 1;
+        }
+        c->replayed += wf->pb->last_seq - seq;
+    }
+    add_workflow(c->e, wf);
+    if (c->e->workflow_loaded) c->e->workflow_loaded(c->e->loaded_ud, wf->pb->id, wf->pb->tenant);
+    c->loaded++;
+    return 0;
+}
+
+int ao_engine_recover(ao_engine_t *e, ao_status_t *st)
+{
+    int64_t t0 = ao_mono_us();
+    load_ctx_t c = {e, st, 0, 0, 0};
+    int rc = ao_log_scan_snapshots(e->log, load_snapshot, &c, st);
+    if (rc || c.rc) return rc ? rc : c.rc;
+    size_t unfinished = 0;
+    for (size_t k = 0; k < e->n_order; k++)
+        if (!ao_wf_status_terminal(e->order[k]->pb->status)) unfinished++;
+    AO_INFO("engine", "recovered workflows=%zu unfinished=%zu replayed_events=%zu last_seq=%llu ms=%.1f",
+            c.loaded, unfinished, c.replayed, (unsigned long long)ao_log_last_seq(e->log),
+            (double)(ao_mono_us() - t0) / 1000.0);
+    return 0;
+}
+
+/* First work of the processor: continue the unfinished workflows. */
+static void continue_work(ao_proc_t *p, void *ud)
+{
+    (void)p;
+    ao_engine_t *e = ud;
+    int64_t now = ao_now_ms();
+    for (size_t k = 0; k < e->n_order; k++) {
+        ao_wf_t *wf = e->order[k];
+        if (ao_wf_status_terminal(wf->pb->status)) continue;
+        for (uint32_t i = 0; i < ao_wf_ntasks(wf); i++) {
+            Agentos__V1__TaskState *t = wf->tasks[i].st;
+            int kind = t->spec->kind ? t->spec->kind : KIND(AGENT);
+            if (t->status == TS(RUNNING) && kind != KIND(REFINEMENT)) {
+                EVENT(ev, ET(TASK_RECOVERED), t->spec->id);
+                set_parent(&ev, t);
+                ev.attempt = t->attempts;
+                ev.attempt_id = t->attempt_id;
+                Agentos__V1__TaskRecovered tr = AGENTOS__V1__TASK_RECOVERED__INIT;
+                tr.lost_attempt_id = t->attempt_id;
+                ev.payload_case = PAY(TASK_RECOVERED);
+                ev.task_recovered = &tr;
+                emit(e, wf, &ev);
+            } else if (t->status == TS(RETRY_WAIT)) {
+                tctx_t *c = ao_xcalloc(1, sizeof *c);
+                c->e = e;
+                c->wf = wf;
+                c->task = i;
+                c->attempts = t->attempts;
+                int64_t delay = t->next_attempt_unix_ms - now;
+                wf->tasks[i].timer = ao_timer_add(e->timers, delay > 0 ? (uint64_t)delay : 0,
+                                                  retry_timer_fired, c);
+            }
+        }
+        arm_wall_timers(e, wf);
+        mark_dirty(e, wf);
+    }
+}
+
+void ao_engine_start(ao_engine_t *e)
+{
+    ao_proc_start(e->proc);
+    ao_proc_post(e->proc, continue_work, NULL, e);
+}
+
+static void stop_work(ao_proc_t *p, void *ud)
+{
+    (void)p;
+    ao_engine_t *e = ud;
+    e->stopping = 1;
+    for (size_t k = 0; k < e->n_order; k++) {
+        ao_wf_t *wf = e->order[k];
+        for (uint32_t i = 0; i < ao_wf_ntasks(wf); i++) {
+            ao_task_t *tt = &wf->tasks[i];
+            if (!tt->inflight) continue;
+            attempt_t *a = (attempt_t *)tt->inflight;
+            tt->inflight = NULL;
+            if (a->submitted) ao_backends_cancel(e->backends, &a->d);
+            else a->abandoned = 1;
+        }
+        cancel_timers(e, wf);
+        if (wf->rt && rt(wf)->watches) fire_watches(p, wf);
+    }
+}
+
+void ao_engine_stop(ao_engine_t *e)
+{
+    ao_proc_post(e->proc, stop_work, NULL, e);
+    pthread_mutex_lock(&e->lock);
+    while (atomic_load(&e->inflight) > 0) pthread_cond_wait(&e->cond, &e->lock);
+    pthread_mutex_unlock(&e->lock);
+    ao_proc_stop(e->proc);
+}
+
+void ao_engine_destroy(ao_engine_t *e)
+{
+    if (!e) return;
+    for (size_t k = 0; k < e->n_order; k++) {
+        ao_wf_t *wf = e->order[k];
+        if (wf->rt) {
+            watch_t *w = rt(wf)->watches;
+            while (w) {
+                watch_t *next = w->next;
+                free(w);
+                w = next;
+            }
+            free(wf->rt);
+        }
+        ao_wf_free(wf);
+    }
+    free(e->order);
+    free(e->dirty);
+    json_decref(e->wfs);
+    json_decref(e->requests);
+    ao_proc_destroy(e->proc);
+    pthread_mutex_destroy(&e->lock);
+    pthread_cond_destroy(&e->cond);
+    free(e);
+}
+
+/* ---- operations --------------------------------------------------------------------------- */
+
+ao_wf_t *ao_engine_find(ao_engine_t *e, const char *id, const char *tenant, ao_status_t *st)
+{
+    json_t *v = json_object_get(e->wfs, id);
+    ao_wf_t *wf = v ? (ao_wf_t *)(intptr_t)json_integer_value(v) : NULL;
+    if (!wf || strcmp(wf->pb->tenant, tenant)) {
+        ao_status_set(st, AO_ENOTFOUND, "workflow \"%.100s\" not found", id);
+        return NULL;
+    }
+    return wf;
+}
+
+int ao_engine_submit(ao_engine_t *e, const char *tenant, const Agentos__V1__WorkflowSpec *spec,
+                     const char *request_id, ao_wf_t **out, uint64_t *seq, int *dedup,
+                     ao_status_t *st)
+{
+    *dedup = 0;
+    if (e->stopping) return ao_status_set(st, AO_EUNAVAIL, "agentosd is shutting down");
+    if (request_id && *request_id) {
+        char *key = request_key(tenant, request_id);
+        json_t *v = json_object_get(e->requests, key);
+        free(key);
+        if (v) {
+            *out = ao_engine_find(e, json_string_value(v), tenant, st);
+            *seq = 0;
+            *dedup = 1;
+            return *out ? 0 : AO_EINTERNAL;
+        }
+    }
+    unsigned active = 0;
+    for (size_t k = 0; k < e->n_order; k++)
+        if (!strcmp(e->order[k]->pb->tenant, tenant) && !ao_wf_status_terminal(e->order[k]->pb->status))
+            active++;
+    if (active >= e->cfg->limits->max_active_workflows)
+        return ao_status_set(st, AO_ELIMIT,
+                             "tenant %s has %u unfinished workflows, the limit "
+                             "(limits.max_active_workflows)",
+                             tenant, active);
+    char rnd[9];
+    ao_random_hex(rnd, 4);
+    char *id = ao_xasprintf("wf-%012llx-%s", (unsigned long long)ao_now_ms(), rnd);
+    Agentos__V1__Event ev = AGENTOS__V1__EVENT__INIT;
+    ev.type = ET(WORKFLOW_SUBMITTED);
+    ev.workflow_id = id;
+    ev.tenant = (char *)tenant;
+    Agentos__V1__WorkflowSubmitted ws = AGENTOS__V1__WORKFLOW_SUBMITTED__INIT;
+    ws.spec = (Agentos__V1__WorkflowSpec *)spec;
+    ws.request_id = (char *)(request_id ? request_id : "");
+    ev.payload_case = PAY(WORKFLOW_SUBMITTED);
+    ev.workflow_submitted = &ws;
+    *seq = ao_proc_emit(e->proc, &ev);
+    ao_wf_t *wf;
+    int rc = ao_wf_create(&ev, &wf, st);
+    free(id);
+    if (rc) ao_fatal("a validated workflow could not be created: %s", st->msg);
+    add_workflow(e, wf);
+    ao_proc_put_snapshot(e->proc, wf->pb->id, *seq, &wf->pb->base);
+    arm_wall_timers(e, wf);
+    mark_dirty(e, wf);
+    *out = wf;
+    AO_INFO("engine", "workflow submitted id=%s tenant=%s tasks=%zu", wf->pb->id, tenant,
+            ao_wf_ntasks(wf));
+    return 0;
+}
+
+int ao_engine_cancel(ao_engine_t *e, ao_wf_t *wf, const char *reason, ao_status_t *st)
+{
+    if (ao_wf_status_terminal(wf->pb->status))
+        return ao_status_set(st, AO_ESTATE, "workflow %s has already finished (%s)", wf->pb->id,
+                             enum_name(&agentos__v1__workflow_status__descriptor, wf->pb->status,
+                                       strlen("WORKFLOW_STATUS_")));
+    if (wf->pb->stopping) return 0;
+    EVENT(ev, ET(CANCEL_REQUESTED), NULL);
+    Agentos__V1__CancelRequested cr = AGENTOS__V1__CANCEL_REQUESTED__INIT;
+    char buf[300];
+    snprintf(buf, sizeof buf, "cancelled: %s", reason && *reason ? reason : "by request");
+    cr.reason = buf;
+    ev.payload_case = PAY(CANCEL_REQUESTED);
+    ev.cancel_requested = &cr;
+    emit(e, wf, &ev);
+    return 0;
+}
+
+int ao_engine_resume(ao_engine_t *e, ao_wf_t *wf, const Agentos__V1__Checkpoint *from,
+                     Agentos__V1__TaskOverride *const *overrides, size_t n_overrides,
+                     const Agentos__V1__Budget *budget, uint64_t *seq, ao_status_t *st)
+{
+    int s = wf->pb->status;
+    if (!ao_wf_status_terminal(s))
+        return ao_status_set(st, AO_ESTATE, "workflow %s is still running; cancel it first",
+                             wf->pb->id);
+    if (s == WS(SUCCESS))
+        return ao_status_set(st, AO_ESTATE, "workflow %s succeeded: there is nothing to resume",
+                             wf->pb->id);
+    if (from && strcmp(from->workflow_id, wf->pb->id))
+        return ao_status_set(st, AO_EINVAL, "checkpoint %s belongs to workflow %s", from->id,
+                             from->workflow_id);
+    for (size_t k = 0; k < n_overrides; k++) {
+        const Agentos__V1__TaskOverride *o = overrides[k];
+        if (ao_wf_find(wf, o->task_id) < 0)
+            return ao_status_set(st, AO_EINVAL, "overrides[%zu].task_id: no task \"%.100s\"", k,
+                                 o->task_id);
+        if (*o->agent && !backend_cfg(e, o->agent))
+            return ao_status_set(st, AO_EINVAL, "overrides[%zu].agent: unknown agent \"%.100s\"",
+                                 k, o->agent);
+        if (o->max_attempts > 100)
+            return ao_status_set(st, AO_EINVAL, "overrides[%zu].max_attempts: at most 100", k);
+    }
+    Agentos__V1__Checkpoint *own = NULL;
+    if (!from) from = own = build_checkpoint(wf, ao_proc_next_seq(e->proc), "resume", "");
+    char **rerun = NULL;
+    size_t n_rerun = 0;
+    for (size_t i = 0; i < ao_wf_ntasks(wf); i++) {
+        const char *id = wf->tasks[i].st->spec->id;
+        int done = 0;
+        for (size_t k = 0; k < from->n_completed_tasks && !done; k++)
+            done = !strcmp(from->completed_tasks[k]->spec->id, id);
+        if (!done) ao_pb_push_str(&rerun, &n_rerun, id);
+    }
+    EVENT(ev, ET(WORKFLOW_RESUMED), NULL);
+    Agentos__V1__WorkflowResumed wr = AGENTOS__V1__WORKFLOW_RESUMED__INIT;
+    wr.checkpoint_id = own ? "" : from->id;
+    wr.checkpoint = (Agentos__V1__Checkpoint *)from;
+    wr.overrides = (Agentos__V1__TaskOverride **)overrides;
+    wr.n_overrides = n_overrides;
+    wr.rerun = rerun;
+    wr.n_rerun = n_rerun;
+    wr.budget = (Agentos__V1__Budget *)budget;
+    ev.payload_case = PAY(RESUMED);
+    ev.resumed = &wr;
+    *seq = emit(e, wf, &ev);
+    ao_pb_free_strs(&rerun, &n_rerun);
+    ao_pb_free(own);
+    arm_wall_timers(e, wf);
+    AO_INFO("engine", "workflow resumed id=%s checkpoint=%s", wf->pb->id,
+            wr.checkpoint_id[0] ? wr.checkpoint_id : "(latest state)");
+    return 0;
+}
+
+int ao_engine_publish(ao_engine_t *e, ao_wf_t *wf, const Agentos__V1__PublishEventRequest *req,
+                      uint64_t *seq, ao_status_t *st)
+{
+    if (ao_wf_status_terminal(wf->pb->status))
+        return ao_status_set(st, AO_ESTATE, "workflow %s has finished: no more events", wf->pb->id);
+    if (*req->task_id && ao_wf_find(wf, req->task_id) < 0)
+        return ao_status_set(st, AO_EINVAL, "task_id: no task \"%.100s\" in workflow %s",
+                             req->task_id, wf->pb->id);
+    unsigned max = e->cfg->limits->max_output_bytes;
+    EVENT(ev, 0, req->task_id);
+    switch (req->payload_case) {
+    case AGENTOS__V1__PUBLISH_EVENT_REQUEST__PAYLOAD_PROGRESS:
+        if (strlen(req->progress->message) > max)
+            return ao_status_set(st, AO_ELIMIT, "progress.message is over limits.max_output_bytes (%u)", max);
+        ev.type = ET(TASK_PROGRESS);
+        ev.payload_case = PAY(PROGRESS);
+        ev.progress = req->progress;
+        break;
+    case AGENTOS__V1__PUBLISH_EVENT_REQUEST__PAYLOAD_FINDING:
+        if (!*req->finding->key || strlen(req->finding->key) > 128)
+            return ao_status_set(st, AO_EINVAL, "finding.key: 1 to 128 bytes");
+        if (strlen(req->finding->value) > max)
+            return ao_status_set(st, AO_ELIMIT, "finding.value is over limits.max_output_bytes (%u)", max);
+        if (!(req->finding->confidence >= 0 && req->finding->confidence <= 1))
+            return ao_status_set(st, AO_EINVAL, "finding.confidence: must be in [0, 1]");
+        ev.type = ET(FINDING_PUBLISHED);
+        ev.confidence = req->finding->confidence;
+        ev.payload_case = PAY(FINDING);
+        ev.finding = req->finding;
+        break;
+    case AGENTOS__V1__PUBLISH_EVENT_REQUEST__PAYLOAD_CUSTOM:
+        if (strlen(req->custom->data) > max || strlen(req->custom->name) > 256)
+            return ao_status_set(st, AO_ELIMIT,
+                                 "custom: name over 256 bytes or data over limits.max_output_bytes (%u)", max);
+        ev.type = ET(CUSTOM);
+        ev.payload_case = PAY(CUSTOM);
+        ev.custom = req->custom;
+        break;
+    default:
+        return ao_status_set(st, AO_EINVAL, "payload: set one of progress, finding, custom");
+    }
+    *seq = emit(e, wf, &ev);
+    return 0;
+}
+
+void *ao_engine_watch(ao_engine_t *e, ao_wf_t *wf, ao_engine_watch_fn fn, void *ud)
+{
+    watch_t *w = ao_xcalloc(1, sizeof *w);
+    w->fn = fn;
+    w->ud = ud;
+    wf_rt_t *r = rt(wf);
+    w->next = r->watches;
+    r->watches = w;
+    if (ao_wf_status_terminal(wf->pb->status)) ao_proc_after_commit(e->proc, fire_watches, wf);
+    return w;
+}
+
+int ao_engine_unwatch(ao_engine_t *e, ao_wf_t *wf, void *handle)
+{
+    (void)e;
+    wf_rt_t *r = rt(wf);
+    for (watch_t **p = &r->watches; *p; p = &(*p)->next) {
+        if (*p == handle) {
+            *p = (*p)->next;
+            free(handle);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+void ao_engine_list(ao_engine_t *e, const char *tenant, const char *after,
+                    int (*fn)(void *ud, ao_wf_t *wf), void *ud)
+{
+    size_t k = e->n_order;
+    if (after && *after) {
+        while (k > 0 && strcmp(e->order[k - 1]->pb->id, after)) k--;
+        if (k > 0) k--; /* skip `after` itself */
+    }
+    while (k > 0) {
+        ao_wf_t *wf = e->order[--k];
+        if (strcmp(wf->pb->tenant, tenant)) continue;
+        if (fn(ud, wf)) break;
+    }
+}
+
+int ao_engine_state_at(ao_log_t *log, const char *workflow_id, uint64_t at_seq, ao_wf_t **out,
+                       ao_status_t *st)
+{
+    replay_ctx_t r = {NULL, NULL, workflow_id, st, 0};
+    int rc = ao_log_read_workflow(log, workflow_id, 0, at_seq, 0, replay_event, &r, st);
+    if (rc || r.rc) {
+        ao_wf_free(r.wf);
+        return rc ? rc : r.rc;
+    }
+    if (!r.wf) return ao_status_set(st, AO_ENOTFOUND, "workflow %s has no events up to %llu",
+                                    workflow_id, (unsigned long long)at_seq);
+    *out = r.wf;
+    return 0;
+}

@@ -1,0 +1,112 @@
+/*
+ * A workflow's state and the one function that changes it: ao_wf_apply,
+ * which applies an event. The state is an agentos.v1.Workflow message (what
+ * snapshots store and GetWorkflow returns) plus indexes derived from it
+ * (task ids, dependencies, dependents, counters), rebuilt on load.
+ *
+ * Applying is deterministic: the same events give the same state, live, at
+ * recovery and when a past state is rebuilt for debugging. Applying also
+ * notes what the scheduler should look at next (tasks that became ready,
+ * tasks to skip, refinement stages that finished); those work lists are
+ * hints, checked again when used.
+ *
+ * Threads: a workflow belongs to one thread at a time (the processor's, or
+ * the thread rebuilding a past state).
+ */
+#ifndef AO_WF_H
+#define AO_WF_H
+
+#include "agentos/v1/event.pb-c.h"
+#include "agentos/v1/state.pb-c.h"
+#include "err.h"
+
+#include <jansson.h>
+#include <stdint.h>
+
+struct ao_attempt;
+
+typedef struct ao_task {
+    /* Points into wf->pb->tasks[i]. */
+    Agentos__V1__TaskState *st;
+    uint32_t *deps;
+    uint32_t n_deps;
+    uint32_t *dependents;
+    uint32_t n_dependents, cap_dependents;
+    /* Dependencies not yet settled. */
+    uint32_t unmet;
+    /* Generated subtasks (planner, refinement) not yet settled. */
+    uint32_t open_children;
+    /* Index of the parent task, or -1. */
+    int32_t parent;
+    /* Settled: terminal, and for a success with its subtasks settled. */
+    uint8_t settled;
+    /* Runtime, not state (processor thread only): the attempt in flight and
+     * the pending retry timer. */
+    struct ao_attempt *inflight;
+    uint64_t timer;
+} ao_task_t;
+
+/* A list of task indexes. */
+typedef struct ao_idxlist {
+    uint32_t *v;
+    size_t n, cap;
+} ao_idxlist_t;
+
+typedef struct ao_wf {
+    Agentos__V1__Workflow *pb;
+    ao_task_t *tasks;
+    size_t cap_tasks;
+    /* task id -> index (jansson object as a string map) */
+    json_t *index;
+    uint32_t n_terminal;
+    uint32_t n_running;
+    /* Work lists for the scheduler. */
+    ao_idxlist_t ready;
+    ao_idxlist_t to_skip;
+    ao_idxlist_t stage_done;
+    /* Whether the scheduler should look at this workflow. */
+    int dirty;
+    /* Runtime, owned by the scheduler. */
+    void *rt;
+} ao_wf_t;
+
+/* Builds a workflow from its WORKFLOW_SUBMITTED event. AO_EINVAL if the
+ * event is not one. The caller owns the result (ao_wf_free). */
+int ao_wf_create(const Agentos__V1__Event *submitted, ao_wf_t **out, ao_status_t *st);
+
+/* Builds a workflow from a snapshot (takes ownership of pb). AO_ECORRUPT if
+ * its tasks are inconsistent. */
+int ao_wf_from_snapshot(Agentos__V1__Workflow *pb, ao_wf_t **out, ao_status_t *st);
+
+void ao_wf_free(ao_wf_t *wf);
+
+/* Applies one event of this workflow. AO_ECORRUPT if the event does not fit
+ * the state (unknown task, wrong workflow). */
+int ao_wf_apply(ao_wf_t *wf, const Agentos__V1__Event *ev, ao_status_t *st);
+
+/* The index of a task, or -1. */
+int32_t ao_wf_find(const ao_wf_t *wf, const char *task_id);
+static inline size_t ao_wf_ntasks(const ao_wf_t *wf)
+{
+    return wf->pb->n_tasks;
+}
+
+/* Whether a status is terminal (SUCCEEDED, FAILED, SKIPPED, CANCELLED). */
+int ao_task_terminal(int status);
+/* Whether a workflow status is terminal. */
+int ao_wf_status_terminal(int status);
+
+/* The task's authority weight (spec.authority, 1.0 when unset). */
+double ao_task_authority(const Agentos__V1__TaskState *t);
+/* The task's budget role (spec.role, else by kind). */
+int ao_task_role(const Agentos__V1__TaskState *t);
+
+/* Adds u to *acc. */
+void ao_usage_add(Agentos__V1__Usage **acc, const Agentos__V1__Usage *u);
+
+/* Rebuilds every index from wf->pb (after a snapshot load or a reset). */
+int ao_wf_rebuild(ao_wf_t *wf, ao_status_t *st);
+
+void ao_idxlist_push(ao_idxlist_t *l, uint32_t v);
+
+#endif
