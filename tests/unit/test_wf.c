@@ -1,0 +1,375 @@
+/* Unit tests for server/exec/wf.c: applying events to a workflow's state,
+ * readiness the moment the last dependency settles, optional failures,
+ * plan expansion, snapshots and resume. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "pbjson.h"
+#include "pbutil.h"
+#include "wf.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define TS(x) AGENTOS__V1__TASK_STATUS__TASK_STATUS_##x
+#define WS(x) AGENTOS__V1__WORKFLOW_STATUS__WORKFLOW_STATUS_##x
+#define ET(x) AGENTOS__V1__EVENT_TYPE__EVENT_TYPE_##x
+
+static uint64_t seq;
+
+static ao_wf_t *make(const char *spec_json)
+{
+    ProtobufCMessage *m;
+    ao_status_t st;
+    if (ao_pbjson_decode_text(&agentos__v1__workflow_spec__descriptor, spec_json, strlen(spec_json), &m, &st))
+        fail_msg("%s", st.msg);
+    Agentos__V1__Event ev = AGENTOS__V1__EVENT__INIT;
+    Agentos__V1__WorkflowSubmitted ws = AGENTOS__V1__WORKFLOW_SUBMITTED__INIT;
+    ws.spec = (Agentos__V1__WorkflowSpec *)m;
+    ev.seq = seq = 1;
+    ev.type = ET(WORKFLOW_SUBMITTED);
+    ev.workflow_id = "wf-1";
+    ev.tenant = "t";
+    ev.payload_case = AGENTOS__V1__EVENT__PAYLOAD_WORKFLOW_SUBMITTED;
+    ev.workflow_submitted = &ws;
+    ao_wf_t *wf;
+    if (ao_wf_create(&ev, &wf, &st)) fail_msg("%s", st.msg);
+    protobuf_c_message_free_unpacked(m, NULL);
+    return wf;
+}
+
+static void apply(ao_wf_t *wf, Agentos__V1__Event *ev)
+{
+    ao_status_t st;
+    ev->seq = ++seq;
+    ev->workflow_id = "wf-1";
+    if (ao_wf_apply(wf, ev, &st)) fail_msg("%s", st.msg);
+}
+
+static void started(ao_wf_t *wf, const char *task)
+{
+    Agentos__V1__Event ev = AGENTOS__V1__EVENT__INIT;
+    Agentos__V1__TaskStarted ts = AGENTOS__V1__TASK_STARTED__INIT;
+    ev.type = ET(TASK_STARTED);
+    ev.task_id = (char *)task;
+    ev.attempt_id = "x";
+    ev.payload_case = AGENTOS__V1__EVENT__PAYLOAD_TASK_STARTED;
+    ev.task_started = &ts;
+    apply(wf, &ev);
+}
+
+static void succeeded(ao_wf_t *wf, const char *task, double score, uint64_t tokens)
+{
+    Agentos__V1__Event ev = AGENTOS__V1__EVENT__INIT;
+    Agentos__V1__TaskSucceeded s = AGENTOS__V1__TASK_SUCCEEDED__INIT;
+    Agentos__V1__AgentResult r = AGENTOS__V1__AGENT_RESULT__INIT;
+    Agentos__V1__Usage u = AGENTOS__V1__USAGE__INIT;
+    Agentos__V1__Finding f = AGENTOS__V1__FINDING__INIT;
+    Agentos__V1__Finding *fs[] = {&f};
+    f.key = "k";
+    f.value = (char *)task;
+    f.confidence = 0.5;
+    r.output = "out";
+    r.score = score;
+    r.confidence = 0.9;
+    r.findings = fs;
+    r.n_findings = 1;
+    u.total_tokens = tokens;
+    s.result = &r;
+    s.usage = &u;
+    ev.type = ET(TASK_SUCCEEDED);
+    ev.task_id = (char *)task;
+    ev.payload_case = AGENTOS__V1__EVENT__PAYLOAD_TASK_SUCCEEDED;
+    ev.task_succeeded = &s;
+    apply(wf, &ev);
+}
+
+static void failed(ao_wf_t *wf, const char *task)
+{
+    Agentos__V1__Event ev = AGENTOS__V1__EVENT__INIT;
+    Agentos__V1__TaskFailed f = AGENTOS__V1__TASK_FAILED__INIT;
+    f.error = "boom";
+    f.error_class = AGENTOS__V1__ERROR_CLASS__ERROR_CLASS_TIMEOUT;
+    ev.type = ET(TASK_FAILED);
+    ev.task_id = (char *)task;
+    ev.payload_case = AGENTOS__V1__EVENT__PAYLOAD_TASK_FAILED;
+    ev.task_failed = &f;
+    apply(wf, &ev);
+}
+
+static int status(ao_wf_t *wf, const char *task)
+{
+    int32_t i = ao_wf_find(wf, task);
+    assert_true(i >= 0);
+    return wf->tasks[i].st->status;
+}
+
+static int in_list(const ao_idxlist_t *l, ao_wf_t *wf, const char *task)
+{
+    for (size_t k = 0; k < l->n; k++)
+        if (l->v[k] == (uint32_t)ao_wf_find(wf, task)) return 1;
+    return 0;
+}
+
+static const char *acquisition =
+    "{\"tasks\":[{\"id\":\"financial\",\"agent\":\"a\"},"
+    "{\"id\":\"legal\",\"agent\":\"a\",\"dependsOn\":[\"financial\"]},"
+    "{\"id\":\"market\",\"agent\":\"a\"},"
+    "{\"id\":\"synthesis\",\"kind\":\"TASK_KIND_SYNTHESIS\",\"dependsOn\":[\"legal\",\"market\"]}]}";
+
+static void test_ready_when_last_dependency_settles(void **state)
+{
+    (void)state;
+    ao_wf_t *wf = make(acquisition);
+    assert_int_equal(wf->pb->status, WS(RUNNING));
+    /* Roots are ready at once. */
+    assert_true(in_list(&wf->ready, wf, "financial"));
+    assert_true(in_list(&wf->ready, wf, "market"));
+    assert_false(in_list(&wf->ready, wf, "legal"));
+    wf->ready.n = 0;
+    started(wf, "financial");
+    started(wf, "market");
+    assert_int_equal(wf->n_running, 2);
+    succeeded(wf, "financial", 0.8, 100);
+    /* legal is ready now, without waiting for market (no level barrier). */
+    assert_true(in_list(&wf->ready, wf, "legal"));
+    assert_false(in_list(&wf->ready, wf, "synthesis"));
+    wf->ready.n = 0;
+    started(wf, "legal");
+    succeeded(wf, "legal", 0.5, 50);
+    assert_false(in_list(&wf->ready, wf, "synthesis"));
+    succeeded(wf, "market", 0.3, 10);
+    assert_true(in_list(&wf->ready, wf, "synthesis"));
+    /* Usage adds up per task, workflow, role and agent. */
+    assert_int_equal(wf->pb->usage->total_tokens, 160);
+    assert_int_equal(wf->pb->n_role_usage, 1);
+    assert_int_equal(wf->pb->role_usage[0]->usage->total_tokens, 160);
+    assert_int_equal(wf->pb->n_agent_usage, 1);
+    assert_int_equal(wf->n_terminal, 3);
+    /* Findings carry their source and authority. */
+    int32_t l = ao_wf_find(wf, "legal");
+    assert_string_equal(wf->tasks[l].st->findings[0]->source_task, "legal");
+    assert_true(wf->tasks[l].st->findings[0]->authority == 1.0);
+    ao_wf_free(wf);
+}
+
+static void test_failures_optional_and_required(void **state)
+{
+    (void)state;
+    ao_wf_t *wf = make("{\"tasks\":[{\"id\":\"a\",\"agent\":\"x\",\"optional\":true},"
+                       "{\"id\":\"b\",\"agent\":\"x\",\"optional\":true,\"onFailure\":\"DEPENDENTS_SKIP\"},"
+                       "{\"id\":\"after_a\",\"agent\":\"x\",\"dependsOn\":[\"a\"]},"
+                       "{\"id\":\"after_b\",\"agent\":\"x\",\"dependsOn\":[\"b\"]},"
+                       "{\"id\":\"req\",\"agent\":\"x\"}]}");
+    wf->ready.n = 0;
+    started(wf, "a");
+    failed(wf, "a");
+    /* RUN_WITH_MISSING (the default): the dependent runs. */
+    assert_true(in_list(&wf->ready, wf, "after_a"));
+    assert_int_equal(wf->pb->stopping, 0);
+    started(wf, "b");
+    failed(wf, "b");
+    assert_true(in_list(&wf->to_skip, wf, "after_b"));
+    /* A required task's failure stops the workflow with FAILED. */
+    started(wf, "req");
+    failed(wf, "req");
+    assert_int_equal(wf->pb->stopping, WS(FAILED));
+    assert_non_null(strstr(wf->pb->stop_reason, "required task req failed: boom"));
+    ao_wf_free(wf);
+}
+
+static void test_plan_children_hold_dependents(void **state)
+{
+    (void)state;
+    ao_wf_t *wf = make("{\"tasks\":[{\"id\":\"plan\",\"kind\":\"TASK_KIND_PLANNER\",\"agent\":\"x\"},"
+                       "{\"id\":\"synth\",\"kind\":\"TASK_KIND_SYNTHESIS\",\"dependsOn\":[\"plan\"]}]}");
+    started(wf, "plan");
+    /* The plan expands before the planner succeeds. */
+    Agentos__V1__Event ev = AGENTOS__V1__EVENT__INIT;
+    Agentos__V1__PlanExpanded px = AGENTOS__V1__PLAN_EXPANDED__INIT;
+    Agentos__V1__TaskSpec s1 = AGENTOS__V1__TASK_SPEC__INIT, s2 = AGENTOS__V1__TASK_SPEC__INIT;
+    Agentos__V1__TaskState t1 = AGENTOS__V1__TASK_STATE__INIT, t2 = AGENTOS__V1__TASK_STATE__INIT;
+    char *dep[] = {"plan/a"};
+    s1.id = "plan/a";
+    s1.agent = "x";
+    s2.id = "plan/b";
+    s2.agent = "x";
+    s2.depends_on = dep;
+    s2.n_depends_on = 1;
+    t1.spec = &s1;
+    t1.depth = 1;
+    t2.spec = &s2;
+    t2.depth = 1;
+    Agentos__V1__TaskState *ts[] = {&t1, &t2};
+    px.tasks = ts;
+    px.n_tasks = 2;
+    ev.type = ET(PLAN_EXPANDED);
+    ev.task_id = "plan";
+    ev.payload_case = AGENTOS__V1__EVENT__PAYLOAD_PLAN_EXPANDED;
+    ev.plan_expanded = &px;
+    wf->ready.n = 0;
+    apply(wf, &ev);
+    assert_int_equal(ao_wf_ntasks(wf), 4);
+    assert_true(in_list(&wf->ready, wf, "plan/a"));
+    assert_false(in_list(&wf->ready, wf, "plan/b"));
+    int32_t b = ao_wf_find(wf, "plan/b");
+    assert_string_equal(wf->tasks[b].st->parent_task_id, "plan");
+    succeeded(wf, "plan", 0, 0);
+    /* The synthesis waits for the plan's subtasks too. */
+    assert_false(in_list(&wf->ready, wf, "synth"));
+    started(wf, "plan/a");
+    succeeded(wf, "plan/a", 0.4, 1);
+    assert_true(in_list(&wf->ready, wf, "plan/b"));
+    assert_false(in_list(&wf->ready, wf, "synth"));
+    started(wf, "plan/b");
+    succeeded(wf, "plan/b", 0.6, 1);
+    assert_true(in_list(&wf->ready, wf, "synth"));
+
+    /* A snapshot rebuilds the same indexes. */
+    Agentos__V1__Workflow *copy = AO_PB_CLONE(Agentos__V1__Workflow, wf->pb);
+    ao_wf_t *again;
+    ao_status_t st;
+    assert_int_equal(ao_wf_from_snapshot(copy, &again, &st), 0);
+    int32_t synth = ao_wf_find(again, "synth");
+    assert_int_equal(again->tasks[synth].unmet, 0);
+    assert_true(in_list(&again->ready, again, "synth"));
+    int32_t plan = ao_wf_find(again, "plan");
+    assert_true(again->tasks[plan].settled);
+    assert_int_equal(again->n_terminal, 3);
+    ao_wf_free(again);
+    ao_wf_free(wf);
+}
+
+static void test_snapshot_with_unsettled_children(void **state)
+{
+    (void)state;
+    ao_wf_t *wf = make("{\"tasks\":[{\"id\":\"p\",\"kind\":\"TASK_KIND_PLANNER\",\"agent\":\"x\"},"
+                       "{\"id\":\"after\",\"agent\":\"x\",\"dependsOn\":[\"p\"]}]}");
+    started(wf, "p");
+    Agentos__V1__Event ev = AGENTOS__V1__EVENT__INIT;
+    Agentos__V1__PlanExpanded px = AGENTOS__V1__PLAN_EXPANDED__INIT;
+    Agentos__V1__TaskSpec s1 = AGENTOS__V1__TASK_SPEC__INIT;
+    Agentos__V1__TaskState t1 = AGENTOS__V1__TASK_STATE__INIT;
+    s1.id = "p/a";
+    s1.agent = "x";
+    t1.spec = &s1;
+    Agentos__V1__TaskState *ts[] = {&t1};
+    px.tasks = ts;
+    px.n_tasks = 1;
+    ev.type = ET(PLAN_EXPANDED);
+    ev.task_id = "p";
+    ev.payload_case = AGENTOS__V1__EVENT__PAYLOAD_PLAN_EXPANDED;
+    ev.plan_expanded = &px;
+    apply(wf, &ev);
+    succeeded(wf, "p", 0, 0);
+    /* p succeeded but its child runs: "after" must still wait, also after a
+     * snapshot (recovery). */
+    Agentos__V1__Workflow *copy = AO_PB_CLONE(Agentos__V1__Workflow, wf->pb);
+    ao_wf_t *again;
+    ao_status_t st;
+    assert_int_equal(ao_wf_from_snapshot(copy, &again, &st), 0);
+    assert_false(in_list(&again->ready, again, "after"));
+    int32_t p = ao_wf_find(again, "p");
+    assert_false(again->tasks[p].settled);
+    assert_int_equal(again->tasks[p].open_children, 1);
+    started(again, "p/a");
+    succeeded(again, "p/a", 0, 0);
+    assert_true(in_list(&again->ready, again, "after"));
+    ao_wf_free(again);
+    ao_wf_free(wf);
+}
+
+static void test_resume_keeps_completed(void **state)
+{
+    (void)state;
+    ao_wf_t *wf = make(acquisition);
+    started(wf, "financial");
+    succeeded(wf, "financial", 0.8, 10);
+    started(wf, "legal");
+    failed(wf, "legal");
+    assert_int_equal(wf->pb->stopping, WS(FAILED));
+    /* As the engine would end it. */
+    Agentos__V1__Event done = AGENTOS__V1__EVENT__INIT;
+    Agentos__V1__WorkflowCompleted wc = AGENTOS__V1__WORKFLOW_COMPLETED__INIT;
+    Agentos__V1__WorkflowResult res = AGENTOS__V1__WORKFLOW_RESULT__INIT;
+    res.status = WS(FAILED);
+    wc.result = &res;
+    done.type = ET(WORKFLOW_COMPLETED);
+    done.payload_case = AGENTOS__V1__EVENT__PAYLOAD_WORKFLOW_COMPLETED;
+    done.workflow_completed = &wc;
+    apply(wf, &done);
+    assert_int_equal(wf->pb->status, WS(FAILED));
+
+    /* A checkpoint with financial completed; resume with a longer timeout
+     * for legal. */
+    Agentos__V1__Checkpoint ck = AGENTOS__V1__CHECKPOINT__INIT;
+    Agentos__V1__TaskState *fin = wf->tasks[ao_wf_find(wf, "financial")].st;
+    Agentos__V1__TaskState *completed[] = {fin};
+    ck.completed_tasks = completed;
+    ck.n_completed_tasks = 1;
+    ck.workflow_id = "wf-1";
+    Agentos__V1__TaskOverride o = AGENTOS__V1__TASK_OVERRIDE__INIT;
+    o.task_id = "legal";
+    o.attempt_timeout_ms = 9000;
+    Agentos__V1__TaskOverride *os[] = {&o};
+    Agentos__V1__WorkflowResumed wr = AGENTOS__V1__WORKFLOW_RESUMED__INIT;
+    wr.checkpoint = &ck;
+    wr.overrides = os;
+    wr.n_overrides = 1;
+    Agentos__V1__Event ev = AGENTOS__V1__EVENT__INIT;
+    ev.type = ET(WORKFLOW_RESUMED);
+    ev.payload_case = AGENTOS__V1__EVENT__PAYLOAD_RESUMED;
+    ev.resumed = &wr;
+    apply(wf, &ev);
+    assert_int_equal(wf->pb->status, WS(RUNNING));
+    assert_int_equal(wf->pb->stopping, 0);
+    assert_null(wf->pb->result);
+    assert_int_equal(wf->pb->resumes, 1);
+    assert_int_equal(status(wf, "financial"), TS(SUCCEEDED));
+    assert_int_equal(status(wf, "legal"), TS(PENDING));
+    int32_t l = ao_wf_find(wf, "legal");
+    assert_int_equal(wf->tasks[l].st->spec->attempt_timeout_ms, 9000);
+    assert_int_equal(wf->tasks[l].st->attempts, 0);
+    /* Only what is not done runs again: legal and market are ready. */
+    assert_true(in_list(&wf->ready, wf, "legal"));
+    assert_true(in_list(&wf->ready, wf, "market"));
+    assert_false(in_list(&wf->ready, wf, "financial"));
+    /* Usage spent before the resume is kept. */
+    assert_int_equal(wf->pb->usage->total_tokens, 10);
+    ao_wf_free(wf);
+}
+
+static void test_corrupt_events_rejected(void **state)
+{
+    (void)state;
+    ao_wf_t *wf = make(acquisition);
+    Agentos__V1__Event ev = AGENTOS__V1__EVENT__INIT;
+    ev.type = ET(TASK_STARTED);
+    ev.task_id = "nope";
+    ev.workflow_id = "wf-1";
+    ev.seq = 99;
+    ao_status_t st;
+    assert_int_equal(ao_wf_apply(wf, &ev, &st), AO_ECORRUPT);
+    assert_non_null(strstr(st.msg, "unknown task \"nope\""));
+    ev.workflow_id = "wf-other";
+    ev.task_id = "legal";
+    assert_int_equal(ao_wf_apply(wf, &ev, &st), AO_ECORRUPT);
+    assert_non_null(strstr(st.msg, "of workflow wf-other applied to wf-1"));
+    ao_wf_free(wf);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ready_when_last_dependency_settles),
+        cmocka_unit_test(test_failures_optional_and_required),
+        cmocka_unit_test(test_plan_children_hold_dependents),
+        cmocka_unit_test(test_snapshot_with_unsettled_children),
+        cmocka_unit_test(test_resume_keeps_completed),
+        cmocka_unit_test(test_corrupt_events_rejected),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
