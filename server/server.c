@@ -13,6 +13,8 @@
 #include "health.h"
 #include "log.h"
 #include "mem.h"
+#include "metrics.h"
+#include "util.h"
 #include "pool.h"
 #include "rpc.h"
 #include "timer.h"
@@ -34,8 +36,59 @@ struct ao_server {
     ao_handlers_t handlers;
     ao_rpc_server_t *rpc;
     ao_health_t *health;
+    ao_metrics_server_t *metrics;
+    ao_metrics_gauge_fn gauges[1];
+    void *gauge_uds[1];
     int engine_started;
 };
+
+/* Gauges read at each scrape. */
+static void server_gauges(void *ud, void *out)
+{
+    ao_server_t *srv = ud;
+    ao_sb_t *sb = out;
+    ao_sb_printf(sb,
+                 "# HELP agentos_durable_seq The highest durable sequence number\n"
+                 "# TYPE agentos_durable_seq gauge\nagentos_durable_seq %llu\n",
+                 (unsigned long long)ao_proc_durable_seq(ao_engine_proc(srv->engine)));
+    ao_sb_printf(sb,
+                 "# HELP agentos_workflows_active Workflows not yet finished\n"
+                 "# TYPE agentos_workflows_active gauge\nagentos_workflows_active %u\n",
+                 ao_engine_active(srv->engine));
+    ao_sb_printf(sb,
+                 "# HELP agentos_timers_pending Pending timers (timeouts, backoff, latency)\n"
+                 "# TYPE agentos_timers_pending gauge\nagentos_timers_pending %u\n",
+                 ao_timers_pending(srv->timers));
+    Agentos__V1__GetAgentHealthResponse h = AGENTOS__V1__GET_AGENT_HEALTH_RESPONSE__INIT;
+    ao_status_t st;
+    ao_backends_health(srv->backends, NULL, &h, &st);
+    static const struct {
+        const char *name, *type, *help;
+    } m[] = {
+        {"agent_breaker_state", "gauge", "Circuit breaker: 1 CLOSED, 2 OPEN, 3 HALF_OPEN"},
+        {"agent_in_flight", "gauge", "Calls in flight"},
+        {"agent_queued", "gauge", "Calls waiting for a concurrency slot"},
+        {"agent_calls_total", "counter", "Calls completed"},
+        {"agent_failures_total", "counter", "Calls failed"},
+        {"agent_cost_micros_total", "counter", "Spend in micro-USD"},
+        {"agent_tokens_total", "counter", "Tokens used"},
+        {"agent_latency_p50_ms", "gauge", "Median latency of the last 1000 calls"},
+        {"agent_latency_p99_ms", "gauge", "99th percentile latency of the last 1000 calls"},
+    };
+    for (size_t k = 0; k < sizeof m / sizeof m[0]; k++) {
+        ao_sb_printf(sb, "# HELP agentos_%s %s\n# TYPE agentos_%s %s\n", m[k].name, m[k].help,
+                     m[k].name, m[k].type);
+        for (size_t i = 0; i < h.n_agents; i++) {
+            const Agentos__V1__AgentHealth *a = h.agents[i];
+            double v[] = {a->breaker,       a->in_flight,      a->queued,
+                          (double)a->calls_total, (double)a->failures_total, (double)a->cost_micros,
+                          (double)a->tokens, a->latency_p50_ms, a->latency_p99_ms};
+            ao_sb_printf(sb, "agentos_%s{agent=\"%s\"} %.17g\n", m[k].name, a->agent, v[k]);
+        }
+    }
+    for (size_t i = 0; i < h.n_agents; i++) protobuf_c_message_free_unpacked(&h.agents[i]->base, NULL);
+    free(h.agents);
+}
 
 static char *read_pem(const char *what, const char *path, ao_status_t *st)
 {
@@ -159,6 +212,13 @@ int ao_server_start(ao_server_t *srv, ao_status_t *st)
                 cfg->tls && *cfg->tls->cert_file
                     ? (cfg->tls->require_client_cert ? "mtls" : "on")
                     : "off");
+    if (*cfg->metrics_listen) {
+        srv->gauges[0] = server_gauges;
+        srv->gauge_uds[0] = srv;
+        if ((rc = ao_metrics_start(cfg->metrics_listen, srv->gauges, srv->gauge_uds, 1,
+                                   &srv->metrics, st)))
+            return rc;
+    }
     if (!ao_auth_required(srv->auth))
         AO_WARN("server", "running open: no tokens configured, every caller is tenant "
                           "\"default\" (allowed on loopback addresses only)");
@@ -168,6 +228,8 @@ int ao_server_start(ao_server_t *srv, ao_status_t *st)
 void ao_server_stop(ao_server_t *srv)
 {
     AO_INFO("server", "shutting down grace_s=%u", srv->cfg->shutdown_grace_seconds);
+    ao_metrics_stop(srv->metrics);
+    srv->metrics = NULL;
     if (srv->health) ao_health_shutdown(srv->health);
     if (srv->rpc) ao_rpc_server_shutdown(srv->rpc, srv->cfg->shutdown_grace_seconds * 1000u);
     /* After the RPC server: replies to waiting clients need the processor. */

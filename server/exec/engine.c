@@ -13,6 +13,7 @@
 #include "budget.h"
 #include "dag.h"
 #include "log.h"
+#include "metrics.h"
 #include "mem.h"
 #include "pbutil.h"
 #include "result.h"
@@ -73,6 +74,7 @@ struct ao_engine {
     int stopping;
 
     atomic_uint inflight;
+    atomic_uint active;
     pthread_mutex_t lock;
     pthread_cond_t cond;
 };
@@ -141,6 +143,7 @@ static uint64_t emit(ao_engine_t *e, ao_wf_t *wf, Agentos__V1__Event *ev)
         ev->task_succeeded->result->n_findings)
         rt(wf)->any_findings = 1;
     if (ev->type == ET(FINDING_PUBLISHED) || ev->type == ET(SYNC_POINT_REACHED)) rt(wf)->any_findings = 1;
+    if (ev->type == ET(TASK_SUCCEEDED)) AO_METRIC_INC(tasks_succeeded);
     mark_dirty(e, wf);
     return seq;
 }
@@ -293,6 +296,7 @@ static const char *render_lookup(void *ud, const char *key, ao_status_t *st)
 
 static void emit_task_failed(ao_engine_t *e, ao_wf_t *wf, uint32_t i, int cls, const char *error)
 {
+    AO_METRIC_INC(tasks_failed);
     Agentos__V1__TaskState *t = wf->tasks[i].st;
     EVENT(ev, ET(TASK_FAILED), t->spec->id);
     set_parent(&ev, t);
@@ -313,6 +317,7 @@ static void emit_breaker_changes(ao_engine_t *e, ao_wf_t *wf, const Agentos__V1_
                                  const char *agent, const ao_breaker_change_t *ch, size_t n)
 {
     for (size_t k = 0; k < n; k++) {
+        AO_METRIC_INC(breaker_changes);
         EVENT(ev, ET(BREAKER_STATE_CHANGED), t->spec->id);
         ev.agent_id = (char *)agent;
         Agentos__V1__BreakerChange b = AGENTOS__V1__BREAKER_CHANGE__INIT;
@@ -355,6 +360,7 @@ static int alerted(void *ud, int role, int dim, int exceeded)
 static void emit_budget(ao_engine_t *e, ao_wf_t *wf, const ao_budget_hit_t *h,
                         const Agentos__V1__TaskState *t, int policy)
 {
+    if (!h->exceeded) AO_METRIC_INC(budget_warnings);
     EVENT(ev, h->exceeded ? ET(BUDGET_EXCEEDED) : ET(BUDGET_WARNING), t ? t->spec->id : NULL);
     Agentos__V1__BudgetEvent b = AGENTOS__V1__BUDGET_EVENT__INIT;
     b.dimension = h->dimension;
@@ -636,6 +642,7 @@ static void start_attempt(ao_engine_t *e, ao_wf_t *wf, uint32_t i)
     ev.task_started = &ts;
     emit(e, wf, &ev);
 
+    AO_METRIC_INC(attempts_started);
     attempt_t *a = ao_xcalloc(1, sizeof *a);
     a->e = e;
     a->wf = wf;
@@ -708,6 +715,7 @@ static void attempt_failed(ao_engine_t *e, ao_wf_t *wf, uint32_t i, attempt_t *a
     int retry = o->retryable && class_retried(t, cls) && on_agent < max_attempts(e, t) && in_time &&
                 !wf->pb->stopping && !(cls == EC(CIRCUIT_OPEN) && *t->spec->fallback_agent && !t->fell_back);
 
+    AO_METRIC_INC(attempts_failed);
     EVENT(ev, ET(ATTEMPT_FAILED), t->spec->id);
     set_parent(&ev, t);
     ev.attempt = t->attempts;
@@ -1393,6 +1401,12 @@ static void complete(ao_engine_t *e, ao_wf_t *wf, int status)
     ao_engine_checkpoint(e, wf, "final", "", NULL, NULL);
     cancel_timers(e, wf);
     ao_proc_after_commit(e->proc, fire_watches, wf);
+    AO_METRIC_INC(workflows_finished);
+    atomic_fetch_sub(&e->active, 1);
+    if (status == WS(FAILED)) AO_METRIC_INC(workflows_failed);
+    if (status == WS(PARTIAL_SUCCESS)) AO_METRIC_INC(workflows_partial);
+    if (status == WS(BUDGET_EXCEEDED)) AO_METRIC_INC(workflows_budget_exceeded);
+    if (status == WS(CANCELLED)) AO_METRIC_INC(workflows_cancelled);
     AO_INFO("engine", "workflow finished id=%s status=%s tasks=%zu", wf->pb->id,
             enum_name(&agentos__v1__workflow_status__descriptor, status, strlen("WORKFLOW_STATUS_")),
             ao_wf_ntasks(wf));
@@ -1732,6 +1746,7 @@ ao_engine_t *ao_engine_create(const ao_engine_options_t *opt)
     e->wfs = json_object();
     e->requests = json_object();
     atomic_init(&e->inflight, 0);
+    atomic_init(&e->active, 0);
     pthread_mutex_init(&e->lock, NULL);
     pthread_cond_init(&e->cond, NULL);
     ao_proc_options_t po = {opt->log, opt->cfg->storage->max_batch_events, on_publish, e, tick, e};
@@ -1742,6 +1757,11 @@ ao_engine_t *ao_engine_create(const ao_engine_options_t *opt)
 ao_proc_t *ao_engine_proc(ao_engine_t *e)
 {
     return e->proc;
+}
+
+unsigned ao_engine_active(ao_engine_t *e)
+{
+    return atomic_load(&e->active);
 }
 
 const Agentos__V1__ServerConfig *ao_engine_config(ao_engine_t *e)
@@ -1843,6 +1863,7 @@ static int load_snapshot(void *ud, const char *wf_id, uint64_t seq, const void *
         c->replayed += wf->pb->last_seq - seq;
     }
     add_workflow(c->e, wf);
+    if (!ao_wf_status_terminal(wf->pb->status)) atomic_fetch_add(&c->e->active, 1);
     if (c->e->workflow_loaded) c->e->workflow_loaded(c->e->loaded_ud, wf->pb->id, wf->pb->tenant);
     c->loaded++;
     return 0;
@@ -2023,6 +2044,8 @@ int ao_engine_submit(ao_engine_t *e, const char *tenant, const Agentos__V1__Work
     arm_wall_timers(e, wf);
     mark_dirty(e, wf);
     *out = wf;
+    atomic_fetch_add(&e->active, 1);
+    AO_METRIC_INC(workflows_submitted);
     AO_INFO("engine", "workflow submitted id=%s tenant=%s tasks=%zu", wf->pb->id, tenant,
             ao_wf_ntasks(wf));
     return 0;
@@ -2094,6 +2117,7 @@ int ao_engine_resume(ao_engine_t *e, ao_wf_t *wf, const Agentos__V1__Checkpoint 
     ev.payload_case = PAY(RESUMED);
     ev.resumed = &wr;
     *seq = emit(e, wf, &ev);
+    atomic_fetch_add(&e->active, 1);
     ao_pb_free_strs(&rerun, &n_rerun);
     ao_pb_free(own);
     arm_wall_timers(e, wf);

@@ -56,6 +56,8 @@ void ao_engine_stop(ao_engine_t *e);
 void ao_engine_destroy(ao_engine_t *e);
 
 ao_proc_t *ao_engine_proc(ao_engine_t *e);
+/* Workflows not yet finished. Any thread. */
+unsigned ao_engine_active(ao_engine_t *e);
 const Agentos__V1__ServerConfig *ao_engine_config(ao_engine_t *e);
 struct ao_backends *ao_engine_backends(ao_engine_t *e);
 

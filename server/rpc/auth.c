@@ -1,6 +1,7 @@
 #include "auth.h"
 
 #include "mem.h"
+#include "metrics.h"
 #include "util.h"
 
 #include <ctype.h>
@@ -167,6 +168,7 @@ int ao_auth_rpc_hook(void *ud, grpc_call *call, const grpc_metadata_array *md, c
         grpc_auth_context_release(ctx);
     }
     int rc = ao_auth_resolve(a, bearer, identity, tenant, st);
+    if (rc) AO_METRIC_INC(rpc_unauthenticated);
     free(bearer);
     free(identity);
     return rc;
