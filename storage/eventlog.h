@@ -57,9 +57,10 @@ void ao_log_close(ao_log_t *log);
  * and kept current by ao_log_write. Thread-safe. */
 uint64_t ao_log_last_seq(ao_log_t *log);
 
-/* A batch of writes applied atomically by ao_log_write (one RocksDB
- * WriteBatch: group commit). The caller owns it; data is copied in. */
-ao_log_batch_t *ao_log_batch_new(void);
+/* A batch of writes to `log`, applied atomically by ao_log_write (one
+ * RocksDB WriteBatch: group commit). The caller owns it and frees it
+ * before closing the log; data is copied in. */
+ao_log_batch_t *ao_log_batch_new(ao_log_t *log);
 void ao_log_batch_free(ao_log_batch_t *b);
 /* Empties the batch for reuse. */
 void ao_log_batch_clear(ao_log_batch_t *b);

@@ -83,7 +83,7 @@ ao_proc_t *ao_proc_create(const ao_proc_options_t *opt)
     uint64_t last = ao_log_last_seq(p->log);
     atomic_init(&p->durable_seq, last);
     p->next_seq = last + 1;
-    p->batch = ao_log_batch_new();
+    p->batch = ao_log_batch_new(p->log);
     return p;
 }
 

@@ -619,7 +619,8 @@ static void start_attempt(ao_engine_t *e, ao_wf_t *wf, uint32_t i)
     char nonce[9];
     ao_random_hex(nonce, 4);
     char *attempt_id = ao_xasprintf("%s/%s/%u-%s", wf->pb->id, t->spec->id, attempt, nonce);
-    const char *agent = *t->agent ? t->agent : t->spec->agent;
+    /* A copy: applying TASK_STARTED replaces t->agent. */
+    char *agent = ao_xstrdup(*t->agent ? t->agent : t->spec->agent);
     const Agentos__V1__AgentBackend *bc = backend_cfg(e, agent);
     uint32_t timeout = t->spec->attempt_timeout_ms ? t->spec->attempt_timeout_ms
                                                    : (bc ? bc->default_timeout_ms : 60000);
@@ -648,7 +649,7 @@ static void start_attempt(ao_engine_t *e, ao_wf_t *wf, uint32_t i)
     a->wf = wf;
     a->task = i;
     a->attempt_id = attempt_id;
-    a->agent = ao_xstrdup(agent);
+    a->agent = agent;
     a->req = build_request(wf, i, input, attempt_id, attempt, agent, now + timeout, missing, n_missing);
     a->d.call.task = a->req;
     a->d.agent = a->agent;

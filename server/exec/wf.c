@@ -619,6 +619,13 @@ int ao_wf_apply(ao_wf_t *wf, const Agentos__V1__Event *ev, ao_status_t *st)
         }
         if (!t->started_unix_ms) t->started_unix_ms = ev->time_unix_ms;
         t->next_attempt_unix_ms = 0;
+        /* An agent call is counted when it is made (budgets check calls
+         * before making them). */
+        if (ev->task_started && *ev->task_started->agent) {
+            Agentos__V1__Usage one = AGENTOS__V1__USAGE__INIT;
+            one.api_calls = 1;
+            count_usage(wf, t, &one);
+        }
         break;
 
     case ET(TASK_SUCCEEDED): {

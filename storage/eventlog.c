@@ -1,0 +1,597 @@
+/*
+ * The event log on RocksDB. See eventlog.h for the layout and guarantees.
+ *
+ * Threads: ao_log_write from one thread at a time (the processor); reads
+ * from any thread (RocksDB reads are thread-safe); last_seq is an atomic.
+ */
+#include "eventlog.h"
+
+#include "log.h"
+#include "mem.h"
+#include "util.h"
+
+#include <errno.h>
+#include <rocksdb/c.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+enum { CF_DEFAULT, CF_EVENTS, CF_WF_INDEX, CF_SNAPSHOTS, CF_CHECKPOINTS, CF_META, CF_COUNT };
+static const char *cf_names[CF_COUNT] = {"default", "events", "wf_index", "snapshots",
+                                         "checkpoints", "meta"};
+
+#define SCHEMA_KEY "schema_version"
+
+struct ao_log {
+    rocksdb_t *db;
+    rocksdb_options_t *opts;
+    rocksdb_column_family_handle_t *cf[CF_COUNT];
+    rocksdb_writeoptions_t *wopts;
+    rocksdb_readoptions_t *ropts;
+    atomic_uint_fast64_t last_seq;
+    char *dir;
+    int read_only;
+};
+
+struct ao_log_batch {
+    ao_log_t *log;
+    rocksdb_writebatch_t *wb;
+    uint64_t first, last;
+    size_t n_events;
+};
+
+static void be64(uint64_t v, unsigned char out[8])
+{
+    for (int i = 7; i >= 0; i--) {
+        out[i] = (unsigned char)(v & 0xff);
+        v >>= 8;
+    }
+}
+
+static uint64_t rd_be64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v = (v << 8) | p[i];
+    return v;
+}
+
+/* "WF\0SEQ" keys of wf_index and checkpoints. */
+static size_t wf_key(const char *wf, uint64_t seq, unsigned char *out, size_t cap)
+{
+    size_t n = strlen(wf);
+    if (n + 9 > cap) n = cap - 9;
+    memcpy(out, wf, n);
+    out[n] = 0;
+    be64(seq, out + n + 1);
+    return n + 9;
+}
+
+static int mkdirs(const char *path)
+{
+    char *p = ao_xstrdup(path);
+    for (char *s = p + 1; *s; s++) {
+        if (*s != '/') continue;
+        *s = '\0';
+        if (mkdir(p, 0755) && errno != EEXIST) {
+            free(p);
+            return -1;
+        }
+        *s = '/';
+    }
+    int rc = mkdir(p, 0755) && errno != EEXIST ? -1 : 0;
+    free(p);
+    return rc;
+}
+
+static int rocks_error(ao_status_t *st, const char *dir, const char *what, char *err)
+{
+    int code = AO_EIO;
+    if (strstr(err, "lock") || strstr(err, "LOCK") || strstr(err, "Resource temporarily unavailable"))
+        code = AO_EBUSY;
+    if (code == AO_EBUSY)
+        ao_status_set(st, code,
+                      "the data directory %s is in use by another agentosd (its RocksDB LOCK is "
+                      "held): %s",
+                      dir, err);
+    else
+        ao_status_set(st, code, "%s %s: %s", what, dir, err);
+    rocksdb_free(err);
+    return code;
+}
+
+void ao_log_close(ao_log_t *log)
+{
+    if (!log) return;
+    for (int i = 0; i < CF_COUNT; i++)
+        if (log->cf[i]) rocksdb_column_family_handle_destroy(log->cf[i]);
+    if (log->db) rocksdb_close(log->db);
+    if (log->opts) rocksdb_options_destroy(log->opts);
+    if (log->wopts) rocksdb_writeoptions_destroy(log->wopts);
+    if (log->ropts) rocksdb_readoptions_destroy(log->ropts);
+    free(log->dir);
+    free(log);
+}
+
+/* Reads the last key of `events` into last_seq. */
+static int load_last_seq(ao_log_t *log, ao_status_t *st)
+{
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(log->db, log->ropts, log->cf[CF_EVENTS]);
+    rocksdb_iter_seek_to_last(it);
+    uint64_t last = 0;
+    int rc = 0;
+    if (rocksdb_iter_valid(it)) {
+        size_t kl;
+        const char *k = rocksdb_iter_key(it, &kl);
+        if (kl != 8) rc = ao_status_set(st, AO_ECORRUPT, "%s: an events key of %zu bytes (want 8)", log->dir, kl);
+        else last = rd_be64((const unsigned char *)k);
+    }
+    char *err = NULL;
+    rocksdb_iter_get_error(it, &err);
+    rocksdb_iter_destroy(it);
+    if (err) return rocks_error(st, log->dir, "reading", err);
+    atomic_store(&log->last_seq, last);
+    return rc;
+}
+
+/* Checks (or, for a new database, writes) the schema version. */
+static int check_schema(ao_log_t *log, int created, ao_status_t *st)
+{
+    char *err = NULL;
+    size_t vl = 0;
+    char *v = rocksdb_get_cf(log->db, log->ropts, log->cf[CF_META], SCHEMA_KEY, strlen(SCHEMA_KEY), &vl, &err);
+    if (err) return rocks_error(st, log->dir, "reading the schema version of", err);
+    if (!v) {
+        if (atomic_load(&log->last_seq) > 0 || !created) {
+            /* Data, or a database that existed, without a version. */
+            if (atomic_load(&log->last_seq) > 0)
+                return ao_status_set(st, AO_ECORRUPT,
+                                     "%s holds events but no schema version: refusing to open it",
+                                     log->dir);
+        }
+        if (log->read_only) return 0;
+        char buf[16];
+        int n = snprintf(buf, sizeof buf, "%d", AO_LOG_SCHEMA_VERSION);
+        rocksdb_put_cf(log->db, log->wopts, log->cf[CF_META], SCHEMA_KEY, strlen(SCHEMA_KEY), buf,
+                       (size_t)n, &err);
+        if (err) return rocks_error(st, log->dir, "writing the schema version of", err);
+        return 0;
+    }
+    char buf[32];
+    size_t n = vl < sizeof buf - 1 ? vl : sizeof buf - 1;
+    memcpy(buf, v, n);
+    buf[n] = '\0';
+    rocksdb_free(v);
+    char *end;
+    long ver = strtol(buf, &end, 10);
+    if (!*buf || *end || ver <= 0)
+        return ao_status_set(st, AO_ESCHEMA,
+                             "%s has an unknown storage schema version \"%s\" (this agentosd "
+                             "reads version %d)",
+                             log->dir, buf, AO_LOG_SCHEMA_VERSION);
+    if (ver != AO_LOG_SCHEMA_VERSION)
+        return ao_status_set(st, AO_ESCHEMA,
+                             "%s has storage schema version %ld; this agentosd reads version %d%s",
+                             log->dir, ver, AO_LOG_SCHEMA_VERSION,
+                             ver > AO_LOG_SCHEMA_VERSION ? " (it was written by a newer agentosd)" : "");
+    return 0;
+}
+
+int ao_log_open(const ao_log_options_t *opt, ao_log_t **out, ao_status_t *st)
+{
+    *out = NULL;
+    ao_log_t *log = ao_xcalloc(1, sizeof *log);
+    log->dir = ao_xstrdup(opt->dir);
+    log->read_only = opt->read_only;
+    struct stat sb;
+    int existed = stat(opt->dir, &sb) == 0;
+    if (!opt->read_only && mkdirs(opt->dir)) {
+        int rc = ao_status_set(st, AO_EIO, "cannot create %s: %s", opt->dir, strerror(errno));
+        ao_log_close(log);
+        return rc;
+    }
+    rocksdb_options_t *o = rocksdb_options_create();
+    log->opts = o;
+    rocksdb_options_set_create_if_missing(o, 1);
+    rocksdb_options_set_create_missing_column_families(o, 1);
+    rocksdb_options_increase_parallelism(o, 2);
+    rocksdb_options_set_compression(o, rocksdb_lz4_compression);
+    rocksdb_options_set_write_buffer_size(o, 32 << 20);
+    rocksdb_options_set_max_open_files(o, 512);
+    rocksdb_options_set_keep_log_file_num(o, 4);
+
+    const rocksdb_options_t *cf_opts[CF_COUNT];
+    for (int i = 0; i < CF_COUNT; i++) cf_opts[i] = o;
+    char *err = NULL;
+    if (opt->read_only)
+        log->db = rocksdb_open_for_read_only_column_families(o, opt->dir, CF_COUNT, cf_names, cf_opts,
+                                                             log->cf, 0, &err);
+    else
+        log->db = rocksdb_open_column_families(o, opt->dir, CF_COUNT, cf_names, cf_opts, log->cf, &err);
+    if (err) {
+        int rc = rocks_error(st, opt->dir, "cannot open the event log at", err);
+        memset(log->cf, 0, sizeof log->cf);
+        log->db = NULL;
+        ao_log_close(log);
+        return rc;
+    }
+    log->wopts = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_set_sync(log->wopts, opt->sync ? 1 : 0);
+    log->ropts = rocksdb_readoptions_create();
+    int rc = load_last_seq(log, st);
+    if (!rc) rc = check_schema(log, !existed, st);
+    if (rc) {
+        ao_log_close(log);
+        return rc;
+    }
+    *out = log;
+    return 0;
+}
+
+uint64_t ao_log_last_seq(ao_log_t *log)
+{
+    return atomic_load(&log->last_seq);
+}
+
+/* ---- batches ------------------------------------------------------------ */
+
+ao_log_batch_t *ao_log_batch_new(ao_log_t *log)
+{
+    ao_log_batch_t *b = ao_xcalloc(1, sizeof *b);
+    b->log = log;
+    b->wb = rocksdb_writebatch_create();
+    return b;
+}
+
+void ao_log_batch_free(ao_log_batch_t *b)
+{
+    if (!b) return;
+    rocksdb_writebatch_destroy(b->wb);
+    free(b);
+}
+
+void ao_log_batch_clear(ao_log_batch_t *b)
+{
+    rocksdb_writebatch_clear(b->wb);
+    b->first = b->last = 0;
+    b->n_events = 0;
+}
+
+size_t ao_log_batch_count(const ao_log_batch_t *b)
+{
+    return b->n_events;
+}
+
+void ao_log_batch_put_event(ao_log_batch_t *b, uint64_t seq, const char *workflow_id,
+                            const void *data, size_t len)
+{
+    unsigned char k[8];
+    be64(seq, k);
+    rocksdb_writebatch_put_cf(b->wb, b->log->cf[CF_EVENTS], (const char *)k, 8, data, len);
+    if (workflow_id && *workflow_id) {
+        unsigned char ik[256 + 9];
+        size_t kl = wf_key(workflow_id, seq, ik, sizeof ik);
+        rocksdb_writebatch_put_cf(b->wb, b->log->cf[CF_WF_INDEX], (const char *)ik, kl, "", 0);
+    }
+    if (!b->n_events) b->first = seq;
+    else if (seq != b->last + 1) b->first = 0; /* marks a gap: write refuses */
+    b->last = seq;
+    b->n_events++;
+}
+
+void ao_log_batch_put_snapshot(ao_log_batch_t *b, const char *workflow_id, uint64_t seq,
+                               const void *data, size_t len)
+{
+    unsigned char *v = ao_xmalloc(len + 8);
+    be64(seq, v);
+    memcpy(v + 8, data, len);
+    rocksdb_writebatch_put_cf(b->wb, b->log->cf[CF_SNAPSHOTS], workflow_id, strlen(workflow_id),
+                              (const char *)v, len + 8);
+    free(v);
+}
+
+void ao_log_batch_put_checkpoint(ao_log_batch_t *b, const char *workflow_id, uint64_t seq,
+                                 const void *data, size_t len)
+{
+    unsigned char k[256 + 9];
+    size_t kl = wf_key(workflow_id, seq, k, sizeof k);
+    rocksdb_writebatch_put_cf(b->wb, b->log->cf[CF_CHECKPOINTS], (const char *)k, kl, data, len);
+}
+
+void ao_log_batch_put_meta(ao_log_batch_t *b, const char *key, const void *data, size_t len)
+{
+    rocksdb_writebatch_put_cf(b->wb, b->log->cf[CF_META], key, strlen(key), data, len);
+}
+
+int ao_log_write(ao_log_t *log, ao_log_batch_t *b, ao_status_t *st)
+{
+    if (b->log != log) return ao_status_set(st, AO_EINVAL, "a batch of another log");
+    uint64_t last = atomic_load(&log->last_seq);
+    if (b->n_events && (b->first != last + 1))
+        return ao_status_set(st, AO_EINVAL,
+                             "a batch of events %llu..%llu does not follow the log's last event %llu "
+                             "without a gap",
+                             (unsigned long long)b->first, (unsigned long long)b->last,
+                             (unsigned long long)last);
+    char *err = NULL;
+    rocksdb_write(log->db, log->wopts, b->wb, &err);
+    if (err) return rocks_error(st, log->dir, "writing to", err);
+    if (b->n_events) atomic_store(&log->last_seq, b->last);
+    return 0;
+}
+
+/* ---- reads ---------------------------------------------------------------- */
+
+/* Iterates [lo, hi) of a column family, calling fn(key, value). */
+typedef int (*kv_fn)(void *ud, const char *k, size_t kl, const char *v, size_t vl);
+
+static int scan(ao_log_t *log, int cf, const char *lo, size_t lol, const char *hi, size_t hil,
+                int reverse_last, kv_fn fn, void *ud, ao_status_t *st)
+{
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    if (hi) rocksdb_readoptions_set_iterate_upper_bound(ro, hi, hil);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(log->db, ro, log->cf[cf]);
+    int rc = 0;
+    if (reverse_last) {
+        /* The last key below hi, if it is >= lo. */
+        if (hi) rocksdb_iter_seek_for_prev(it, hi, hil);
+        else rocksdb_iter_seek_to_last(it);
+        if (rocksdb_iter_valid(it)) {
+            size_t kl;
+            const char *k = rocksdb_iter_key(it, &kl);
+            if (hi && kl == hil && !memcmp(k, hi, hil)) rocksdb_iter_prev(it);
+        }
+        if (rocksdb_iter_valid(it)) {
+            size_t kl, vl;
+            const char *k = rocksdb_iter_key(it, &kl);
+            size_t m = kl < lol ? kl : lol;
+            int ge = memcmp(k, lo, m) > 0 || (memcmp(k, lo, m) == 0 && kl >= lol);
+            if (ge) {
+                const char *v = rocksdb_iter_value(it, &vl);
+                fn(ud, k, kl, v, vl);
+            }
+        }
+    } else {
+        rocksdb_iter_seek(it, lo, lol);
+        for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+            size_t kl, vl;
+            const char *k = rocksdb_iter_key(it, &kl);
+            const char *v = rocksdb_iter_value(it, &vl);
+            int r = fn(ud, k, kl, v, vl);
+            if (r < 0) {
+                rc = r;
+                break;
+            }
+            if (r) break;
+        }
+    }
+    char *err = NULL;
+    rocksdb_iter_get_error(it, &err);
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    if (err) return rocks_error(st, log->dir, "reading", err);
+    return rc;
+}
+
+typedef struct range_ctx {
+    ao_log_t *log;
+    ao_log_event_fn fn;
+    void *ud;
+    size_t max, n;
+    ao_status_t *st;
+} range_ctx_t;
+
+static int range_kv(void *ud, const char *k, size_t kl, const char *v, size_t vl)
+{
+    range_ctx_t *c = ud;
+    if (kl != 8) {
+        ao_status_set(c->st, AO_ECORRUPT, "%s: an events key of %zu bytes (want 8)", c->log->dir, kl);
+        return AO_ECORRUPT;
+    }
+    if (c->fn(c->ud, rd_be64((const unsigned char *)k), v, vl)) return 1;
+    return ++c->n == c->max ? 1 : 0;
+}
+
+int ao_log_read_range(ao_log_t *log, uint64_t from, uint64_t to, size_t max, ao_log_event_fn fn,
+                      void *ud, ao_status_t *st)
+{
+    if (to < from) return 0;
+    unsigned char lo[8], hi[8];
+    be64(from, lo);
+    int bounded = to != UINT64_MAX;
+    if (bounded) be64(to + 1, hi);
+    range_ctx_t c = {log, fn, ud, max, 0, st};
+    return scan(log, CF_EVENTS, (const char *)lo, 8, bounded ? (const char *)hi : NULL, 8, 0,
+                range_kv, &c, st);
+}
+
+typedef struct wf_ctx {
+    range_ctx_t r;
+    size_t prefix;
+} wf_ctx_t;
+
+static int wf_kv(void *ud, const char *k, size_t kl, const char *v, size_t vl)
+{
+    (void)v;
+    (void)vl;
+    wf_ctx_t *c = ud;
+    if (kl != c->prefix + 8) {
+        ao_status_set(c->r.st, AO_ECORRUPT, "%s: a workflow index key of %zu bytes", c->r.log->dir, kl);
+        return AO_ECORRUPT;
+    }
+    uint64_t seq = rd_be64((const unsigned char *)k + c->prefix);
+    unsigned char ek[8];
+    be64(seq, ek);
+    char *err = NULL;
+    size_t el = 0;
+    char *ev = rocksdb_get_cf(c->r.log->db, c->r.log->ropts, c->r.log->cf[CF_EVENTS], (const char *)ek, 8,
+                              &el, &err);
+    if (err) {
+        rocks_error(c->r.st, c->r.log->dir, "reading", err);
+        return AO_EIO;
+    }
+    if (!ev) {
+        ao_status_set(c->r.st, AO_ECORRUPT, "%s: the workflow index names event %llu, which is missing",
+                      c->r.log->dir, (unsigned long long)seq);
+        return AO_ECORRUPT;
+    }
+    int stop = c->r.fn(c->r.ud, seq, ev, el);
+    rocksdb_free(ev);
+    if (stop) return 1;
+    return ++c->r.n == c->r.max ? 1 : 0;
+}
+
+int ao_log_read_workflow(ao_log_t *log, const char *workflow_id, uint64_t from, uint64_t to,
+                         size_t max, ao_log_event_fn fn, void *ud, ao_status_t *st)
+{
+    if (to < from) return 0;
+    unsigned char lo[256 + 9], hi[256 + 9];
+    size_t ll = wf_key(workflow_id, from, lo, sizeof lo);
+    size_t hl;
+    if (to == UINT64_MAX) {
+        /* Up to the end of this workflow's keys: "WF\x01". */
+        hl = ll - 8;
+        memcpy(hi, lo, hl);
+        hi[hl - 1] = 1;
+    } else {
+        hl = wf_key(workflow_id, to + 1, hi, sizeof hi);
+    }
+    wf_ctx_t c = {{log, fn, ud, max, 0, st}, ll - 8};
+    return scan(log, CF_WF_INDEX, (const char *)lo, ll, (const char *)hi, hl, 0, wf_kv, &c, st);
+}
+
+typedef struct one_ctx {
+    void **data;
+    size_t *len;
+    uint64_t *seq;
+    int found;
+    size_t prefix; /* checkpoint keys: id length + 1; 0 for snapshots */
+} one_ctx_t;
+
+static int one_kv(void *ud, const char *k, size_t kl, const char *v, size_t vl)
+{
+    one_ctx_t *c = ud;
+    if (c->prefix) {
+        if (kl != c->prefix + 8) return AO_ECORRUPT;
+        *c->seq = rd_be64((const unsigned char *)k + c->prefix);
+        *c->data = ao_xmalloc(vl + 1);
+        memcpy(*c->data, v, vl);
+        ((char *)*c->data)[vl] = '\0';
+        *c->len = vl;
+    }
+    c->found = 1;
+    return 1;
+}
+
+int ao_log_get_snapshot(ao_log_t *log, const char *workflow_id, uint64_t *seq, void **data,
+                        size_t *len, ao_status_t *st)
+{
+    char *err = NULL;
+    size_t vl = 0;
+    char *v = rocksdb_get_cf(log->db, log->ropts, log->cf[CF_SNAPSHOTS], workflow_id, strlen(workflow_id),
+                             &vl, &err);
+    if (err) return rocks_error(st, log->dir, "reading", err);
+    if (!v) return ao_status_set(st, AO_ENOTFOUND, "no snapshot of workflow %s", workflow_id);
+    if (vl < 8) {
+        rocksdb_free(v);
+        return ao_status_set(st, AO_ECORRUPT, "the snapshot of workflow %s is %zu bytes", workflow_id, vl);
+    }
+    *seq = rd_be64((const unsigned char *)v);
+    *len = vl - 8;
+    *data = ao_xmalloc(vl - 8 + 1);
+    memcpy(*data, v + 8, vl - 8);
+    rocksdb_free(v);
+    return 0;
+}
+
+typedef struct snap_ctx {
+    ao_log_snapshot_fn fn;
+    void *ud;
+    ao_log_t *log;
+    ao_status_t *st;
+} snap_ctx_t;
+
+static int snap_kv(void *ud, const char *k, size_t kl, const char *v, size_t vl)
+{
+    snap_ctx_t *c = ud;
+    if (vl < 8) {
+        ao_status_set(c->st, AO_ECORRUPT, "%s: a snapshot of %zu bytes", c->log->dir, vl);
+        return AO_ECORRUPT;
+    }
+    char id[257];
+    size_t n = kl < 256 ? kl : 256;
+    memcpy(id, k, n);
+    id[n] = '\0';
+    return c->fn(c->ud, id, rd_be64((const unsigned char *)v), v + 8, vl - 8) ? 1 : 0;
+}
+
+int ao_log_scan_snapshots(ao_log_t *log, ao_log_snapshot_fn fn, void *ud, ao_status_t *st)
+{
+    snap_ctx_t c = {fn, ud, log, st};
+    return scan(log, CF_SNAPSHOTS, "", 0, NULL, 0, 0, snap_kv, &c, st);
+}
+
+typedef struct ck_ctx {
+    ao_log_event_fn fn;
+    void *ud;
+    size_t prefix;
+} ck_ctx_t;
+
+static int ck_kv(void *ud, const char *k, size_t kl, const char *v, size_t vl)
+{
+    ck_ctx_t *c = ud;
+    if (kl != c->prefix + 8) return AO_ECORRUPT;
+    return c->fn(c->ud, rd_be64((const unsigned char *)k + c->prefix), v, vl) ? 1 : 0;
+}
+
+int ao_log_list_checkpoints(ao_log_t *log, const char *workflow_id, ao_log_event_fn fn, void *ud,
+                            ao_status_t *st)
+{
+    unsigned char lo[256 + 9], hi[256 + 9];
+    size_t ll = wf_key(workflow_id, 0, lo, sizeof lo);
+    memcpy(hi, lo, ll - 8);
+    hi[ll - 9] = 1;
+    ck_ctx_t c = {fn, ud, ll - 8};
+    int rc = scan(log, CF_CHECKPOINTS, (const char *)lo, ll, (const char *)hi, ll - 8, 0, ck_kv, &c, st);
+    if (rc == AO_ECORRUPT) ao_status_set(st, rc, "%s: a malformed checkpoint key of %s", log->dir, workflow_id);
+    return rc;
+}
+
+int ao_log_get_checkpoint(ao_log_t *log, const char *workflow_id, uint64_t seq,
+                          uint64_t *seq_out, void **data, size_t *len, ao_status_t *st)
+{
+    unsigned char lo[256 + 9], hi[256 + 9];
+    size_t ll = wf_key(workflow_id, seq, lo, sizeof lo);
+    one_ctx_t c = {data, len, seq_out, 0, ll - 8};
+    int rc;
+    if (seq) {
+        size_t hl = wf_key(workflow_id, seq + 1, hi, sizeof hi);
+        rc = scan(log, CF_CHECKPOINTS, (const char *)lo, ll, (const char *)hi, hl, 0, one_kv, &c, st);
+    } else {
+        /* The latest: the last key below "WF\x01". */
+        memcpy(hi, lo, ll - 8);
+        hi[ll - 9] = 1;
+        rc = scan(log, CF_CHECKPOINTS, (const char *)lo, ll, (const char *)hi, ll - 8, 1, one_kv, &c, st);
+    }
+    if (rc < 0) return rc == AO_ECORRUPT ? ao_status_set(st, rc, "%s: a malformed checkpoint key", log->dir) : rc;
+    if (!c.found)
+        return ao_status_set(st, AO_ENOTFOUND, "no checkpoint %llu of workflow %s",
+                             (unsigned long long)seq, workflow_id);
+    return 0;
+}
+
+int ao_log_get_meta(ao_log_t *log, const char *key, void **data, size_t *len, ao_status_t *st)
+{
+    char *err = NULL;
+    size_t vl = 0;
+    char *v = rocksdb_get_cf(log->db, log->ropts, log->cf[CF_META], key, strlen(key), &vl, &err);
+    if (err) return rocks_error(st, log->dir, "reading", err);
+    if (!v) return ao_status_set(st, AO_ENOTFOUND, "no metadata %s", key);
+    *data = ao_xmalloc(vl + 1);
+    memcpy(*data, v, vl);
+    ((char *)*data)[vl] = '\0';
+    *len = vl;
+    rocksdb_free(v);
+    return 0;
+}
