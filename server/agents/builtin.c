@@ -144,6 +144,16 @@ static void compute(const ao_agent_t *a, const Agentos__V1__AgentTask *t, ao_age
         free(out);
     }
     r->score = num_param(t, "score", cfg ? cfg->score : 0);
+    /* Per-area scores for refinement stages: "area=score,area=score". */
+    const char *by_area = param(t, "score_by_area");
+    if (by_area && *t->area) {
+        size_t al = strlen(t->area);
+        for (const char *p = by_area; p && *p;) {
+            if (!strncmp(p, t->area, al) && p[al] == '=') r->score = strtod(p + al + 1, NULL);
+            p = strchr(p, ',');
+            if (p) p++;
+        }
+    }
     double dconf = cfg && cfg->confidence > 0 ? cfg->confidence : 0.9;
     r->confidence = num_param(t, "confidence", dconf);
     r->usage = ao_xmalloc(sizeof *r->usage);

@@ -5,7 +5,8 @@
  * template: {{input}}, {{task.id}}, {{agent}}, {{attempt}}), score,
  * confidence, prompt_tokens, completion_tokens, documents, latency_ms
  * (timer-driven: no thread held), fail_first, fail_always, fail_retryable,
- * hang, findings ("k=v,k2=v2"), plan (proto3 JSON of a Plan).
+ * hang, findings ("k=v,k2=v2"), plan (proto3 JSON of a Plan), and
+ * score_by_area ("area=score,...": the score of a refinement area).
  */
 #ifndef AO_BUILTIN_H
 #define AO_BUILTIN_H
