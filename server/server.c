@@ -11,6 +11,7 @@
 #include "eventlog.h"
 #include "handlers.h"
 #include "health.h"
+#include "hub.h"
 #include "log.h"
 #include "mem.h"
 #include "metrics.h"
@@ -33,6 +34,7 @@ struct ao_server {
     ao_pool_t *pool;
     ao_backends_t *backends;
     ao_engine_t *engine;
+    ao_hub_t *hub;
     ao_handlers_t handlers;
     ao_rpc_server_t *rpc;
     ao_health_t *health;
@@ -55,6 +57,10 @@ static void server_gauges(void *ud, void *out)
                  "# HELP agentos_workflows_active Workflows not yet finished\n"
                  "# TYPE agentos_workflows_active gauge\nagentos_workflows_active %u\n",
                  ao_engine_active(srv->engine));
+    ao_sb_printf(sb,
+                 "# HELP agentos_subscribers Open StreamEvents calls\n"
+                 "# TYPE agentos_subscribers gauge\nagentos_subscribers %u\n",
+                 ao_hub_subscribers(srv->hub));
     ao_sb_printf(sb,
                  "# HELP agentos_timers_pending Pending timers (timeouts, backoff, latency)\n"
                  "# TYPE agentos_timers_pending gauge\nagentos_timers_pending %u\n",
@@ -139,6 +145,11 @@ static grpc_server_credentials *server_creds(const Agentos__V1__ServerConfig *cf
     return creds;
 }
 
+static void hub_learns(void *ud, const char *workflow_id, const char *tenant)
+{
+    ao_hub_add_workflow(ud, workflow_id, tenant);
+}
+
 int ao_server_create(Agentos__V1__ServerConfig *cfg, ao_server_t **out, ao_status_t *st)
 {
     ao_server_t *srv = ao_xcalloc(1, sizeof *srv);
@@ -159,11 +170,22 @@ int ao_server_create(Agentos__V1__ServerConfig *cfg, ao_server_t **out, ao_statu
         if (cfg->agents[i]->tls && cfg->agents[i]->tls->insecure_skip_verify)
             AO_WARN("server", "TLS verification is OFF for agent backend %s (insecure_skip_verify)",
                     cfg->agents[i]->name);
+    ao_hub_options_t ho = {
+        .log = srv->log,
+        .durable_seq = ao_log_last_seq(srv->log),
+        .buffer_events = cfg->limits->subscriber_buffer,
+        .max_subscribers = cfg->limits->max_subscribers,
+    };
+    srv->hub = ao_hub_create(&ho);
     ao_engine_options_t eo = {
         .cfg = cfg,
         .log = srv->log,
         .backends = srv->backends,
         .timers = srv->timers,
+        .publish = ao_hub_publish,
+        .publish_ud = srv->hub,
+        .workflow_loaded = hub_learns,
+        .loaded_ud = srv->hub,
     };
     srv->engine = ao_engine_create(&eo);
     if ((rc = ao_engine_recover(srv->engine, st))) goto fail;
@@ -191,6 +213,8 @@ int ao_server_create(Agentos__V1__ServerConfig *cfg, ao_server_t **out, ao_statu
     if ((rc = ao_health_create(srv->rpc, &srv->health, st))) goto fail;
     srv->handlers.engine = srv->engine;
     srv->handlers.pool = srv->pool;
+    srv->handlers.stream_fn = ao_hub_stream_events;
+    srv->handlers.stream_ud = srv->hub;
     if ((rc = ao_handlers_register(&srv->handlers, srv->rpc, st))) goto fail;
     *out = srv;
     return 0;
@@ -231,6 +255,7 @@ void ao_server_stop(ao_server_t *srv)
     ao_metrics_stop(srv->metrics);
     srv->metrics = NULL;
     if (srv->health) ao_health_shutdown(srv->health);
+    if (srv->hub) ao_hub_shutdown(srv->hub);
     if (srv->rpc) ao_rpc_server_shutdown(srv->rpc, srv->cfg->shutdown_grace_seconds * 1000u);
     /* After the RPC server: replies to waiting clients need the processor. */
     if (srv->engine_started) ao_engine_stop(srv->engine);
@@ -243,6 +268,7 @@ void ao_server_destroy(ao_server_t *srv)
     ao_rpc_server_destroy(srv->rpc);
     ao_health_destroy(srv->health);
     ao_engine_destroy(srv->engine);
+    ao_hub_destroy(srv->hub);
     ao_backends_destroy(srv->backends);
     ao_pool_destroy(srv->pool);
     ao_timers_destroy(srv->timers);

@@ -85,7 +85,8 @@ struct ao_rpc_call {
     char *identity;
     ProtobufCAllocator alloc;
     pthread_mutex_t lock;
-    int refs;
+    /* Atomic: taken by threads that must not take `lock` (kickers). */
+    atomic_int refs;
 
     /* RECV_CLOSE_ON_SERVER, started when the call arrives. */
     tag_t close_tag;
@@ -128,9 +129,11 @@ static void arena_free(void *ud, void *p)
 
 /* ---- call references --------------------------------------------------- */
 
+/* Drops a reference; *destroy says whether it was the last (the caller
+ * frees the call after releasing its lock). */
 static void call_unref_locked(ao_rpc_call_t *c, int *destroy)
 {
-    *destroy = --c->refs == 0;
+    *destroy = atomic_fetch_sub(&c->refs, 1) == 1;
 }
 
 static void call_free(ao_rpc_call_t *c)
@@ -149,16 +152,12 @@ static void call_free(ao_rpc_call_t *c)
 
 static void call_unref(ao_rpc_call_t *c)
 {
-    int destroy;
-    pthread_mutex_lock(&c->lock);
-    call_unref_locked(c, &destroy);
-    pthread_mutex_unlock(&c->lock);
-    if (destroy) call_free(c);
+    if (atomic_fetch_sub(&c->refs, 1) == 1) call_free(c);
 }
 
 static void start_batch_locked(ao_rpc_call_t *c, grpc_op *ops, size_t n, tag_t *tag)
 {
-    c->refs++;
+    atomic_fetch_add(&c->refs, 1);
     grpc_call_error e = grpc_call_start_batch(c->call, ops, n, tag, NULL);
     if (e != GRPC_CALL_OK) ao_fatal("grpc_call_start_batch failed (%d) on %s", e, c->path);
 }
@@ -346,6 +345,16 @@ void ao_rpc_stream_start(ao_rpc_call_t *call, const ao_rpc_stream_ops_t *ops, vo
     if (notify && ops->cancelled) ops->cancelled(call, ud);
 }
 
+void ao_rpc_call_ref(ao_rpc_call_t *call)
+{
+    atomic_fetch_add(&call->refs, 1);
+}
+
+void ao_rpc_call_unref(ao_rpc_call_t *call)
+{
+    call_unref(call);
+}
+
 void ao_rpc_stream_kick(ao_rpc_call_t *call)
 {
     pthread_mutex_lock(&call->lock);
@@ -475,7 +484,7 @@ static ao_rpc_call_t *call_new(ao_rpc_server_t *srv, method_t *m, slot_t *s)
     c->alloc.free = arena_free;
     c->alloc.allocator_data = c;
     pthread_mutex_init(&c->lock, NULL);
-    c->refs = 1; /* the handler's, released when it finishes the call */
+    atomic_init(&c->refs, 1); /* the handler's, released when it finishes the call */
     c->close_tag.fn = on_close;
     c->send_tag.fn = on_send_done;
     c->identity = peer_identity(s->call);

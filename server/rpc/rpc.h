@@ -151,8 +151,16 @@ typedef struct ao_rpc_stream_ops {
  * the next message whenever the previous one was written). Call once, from
  * the handler. */
 void ao_rpc_stream_start(ao_rpc_call_t *call, const ao_rpc_stream_ops_t *ops, void *ud);
+/* Keeps the call object alive (not the call itself: it may finish) until
+ * the matching unref; for a thread that may kick a stream after releasing
+ * the lock that guarded its ownership. Any thread. */
+void ao_rpc_call_ref(ao_rpc_call_t *call);
+void ao_rpc_call_unref(ao_rpc_call_t *call);
+
 /* Tells the stream messages may be available: if no write is in flight,
- * next() is asked now, on this thread. Any thread; no-op once finished. */
+ * next() is asked now, on this thread. Any thread; no-op once finished.
+ * The caller must hold the call alive (own it, or hold a ref), and must not
+ * hold a lock that next() takes. */
 void ao_rpc_stream_kick(ao_rpc_call_t *call);
 /* Ends the stream with a status (code 0: OK) after the messages already
  * handed over are written. Any thread, once. After it returns ops are not
