@@ -431,6 +431,8 @@ static void do_write(conn_t *c)
             return;
         }
         if (c->drip_ms > 0) n = 1;
+        /* SSL_get_error reads the thread's error queue: start it empty. */
+        ERR_clear_error();
         int w = SSL_write(c->ssl, c->out + c->out_off, (int)n);
         if (w <= 0) {
             int e = SSL_get_error(c->ssl, w);
@@ -453,6 +455,7 @@ static void do_write(conn_t *c)
 
 static void on_io(conn_t *c)
 {
+    ERR_clear_error();
     if (c->state == C_HANDSHAKE) {
         int r = SSL_accept(c->ssl);
         if (r == 1) {
@@ -476,6 +479,7 @@ static void on_io(conn_t *c)
     if (c->state == C_READ) {
         char buf[16384];
         for (;;) {
+            ERR_clear_error();
             int n = SSL_read(c->ssl, buf, sizeof buf);
             if (n > 0) {
                 ao_sb_append(&c->in, buf, (size_t)n);

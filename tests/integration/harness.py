@@ -217,6 +217,50 @@ class Client:
         return out
 
 
+CERTS_LOCK = __import__("threading").Lock()
+
+
+def make_certs(directory):
+    """The test certificates (tools/make-certs.sh) in directory."""
+    with CERTS_LOCK:
+        subprocess.run(["bash", os.path.join(ROOT, "tools", "make-certs.sh"), directory], check=True)
+    return directory
+
+
+class Mock:
+    """A mock_agent process (HTTPS JSON, OpenAI-compatible, gRPC) over TLS."""
+
+    def __init__(self, certs, cert="server", args=(), client_ca=None, require_client_cert=False):
+        self.tmp = tempfile.mkdtemp(prefix="agentos-mock-")
+        self.port_file = os.path.join(self.tmp, "ports.json")
+        binary = os.environ.get("AO_MOCK_AGENT", os.path.join(ROOT, "build", "tools", "mock_agent"))
+        cmd = [binary, "--cert", os.path.join(certs, cert + ".pem"), "--key", os.path.join(certs, cert + ".key"),
+               "--https-port", "0", "--grpc-port", "0", "--port-file", self.port_file, "--quiet"] + list(args)
+        if client_ca:
+            cmd += ["--client-ca", client_ca]
+        if require_client_cert:
+            cmd += ["--require-client-cert"]
+        self.log_path = os.path.join(self.tmp, "mock.log")
+        self.log_file = open(self.log_path, "w")
+        self.proc = subprocess.Popen(cmd, stdout=self.log_file, stderr=subprocess.STDOUT)
+        ports = wait_until(lambda: os.path.exists(self.port_file) and json.load(open(self.port_file)),
+                           10, "mock_agent to listen")
+        self.https, self.grpc = ports["https"], ports["grpc"]
+
+    def stats(self, ca):
+        import ssl
+        import urllib.request
+        ctx = ssl.create_default_context(cafile=ca)
+        return json.loads(urllib.request.urlopen("https://localhost:%d/stats" % self.https, context=ctx,
+                                                 timeout=10).read())
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=20)
+        self.log_file.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
 def task(id, agent="noop", deps=(), **kw):
     return wpb.TaskSpec(id=id, agent=agent, depends_on=list(deps), **kw)
 
