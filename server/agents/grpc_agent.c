@@ -170,9 +170,10 @@ static void on_complete(gcall_t *g, int ok)
         }
     }
     ao_agent_call_t *call = g->call;
-    /* done may wait for a cancel in progress: the call stays valid. */
-    call->done(call, &o);
     call->backend_data = NULL;
+    /* done may wait for a cancel in progress (which still sees g through
+     * its own pointer); after done the call may be gone. */
+    call->done(call, &o);
     grpc_call_unref(g->gc);
     for (size_t i = 0; i < g->n_md; i++) {
         grpc_slice_unref(g->md[i].key);
