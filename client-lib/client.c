@@ -317,15 +317,22 @@ UNARY(ao_client_publish_event, "PublishEvent", Agentos__V1__PublishEventRequest,
 
 /* ---- streams ------------------------------------------------------------------------ */
 
-static void start_recv(ao_client_stream_t *s)
+/* The next RECV_MESSAGE; the first also receives the initial metadata
+ * (which a server may send only with its first message). */
+static void start_recv(ao_client_stream_t *s, int first)
 {
-    grpc_op op;
-    memset(&op, 0, sizeof op);
-    op.op = GRPC_OP_RECV_MESSAGE;
-    op.data.recv_message.recv_message = &s->recv;
+    grpc_op ops[2];
+    memset(ops, 0, sizeof ops);
+    size_t n = 0;
+    if (first) {
+        ops[n].op = GRPC_OP_RECV_INITIAL_METADATA;
+        ops[n++].data.recv_initial_metadata.recv_initial_metadata = &s->initial;
+    }
+    ops[n].op = GRPC_OP_RECV_MESSAGE;
+    ops[n++].data.recv_message.recv_message = &s->recv;
     s->recv = NULL;
     s->recv_pending = 1;
-    if (grpc_call_start_batch(s->call, &op, 1, &s->tag_recv, NULL) != GRPC_CALL_OK) s->recv_pending = 0;
+    if (grpc_call_start_batch(s->call, ops, n, &s->tag_recv, NULL) != GRPC_CALL_OK) s->recv_pending = 0;
 }
 
 int ao_client_stream_open(ao_client_t *c, const Agentos__V1__StreamEventsRequest *req, unsigned timeout_ms,
@@ -342,7 +349,7 @@ int ao_client_stream_open(ao_client_t *c, const Agentos__V1__StreamEventsRequest
     grpc_metadata_array_init(&s->initial);
     grpc_metadata_array_init(&s->trailing);
     s->details = grpc_empty_slice();
-    grpc_op ops[4];
+    grpc_op ops[3];
     memset(ops, 0, sizeof ops);
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
     ops[0].data.send_initial_metadata.count = s->n_md;
@@ -350,10 +357,8 @@ int ao_client_stream_open(ao_client_t *c, const Agentos__V1__StreamEventsRequest
     ops[1].op = GRPC_OP_SEND_MESSAGE;
     ops[1].data.send_message.send_message = s->send;
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[3].data.recv_initial_metadata.recv_initial_metadata = &s->initial;
     int tag;
-    if (grpc_call_start_batch(s->call, ops, 4, &tag, NULL) != GRPC_CALL_OK) {
+    if (grpc_call_start_batch(s->call, ops, 3, &tag, NULL) != GRPC_CALL_OK) {
         set_err(err, GRPC_STATUS_INTERNAL, "starting the stream failed");
         ao_client_stream_close(s);
         return GRPC_STATUS_INTERNAL;
@@ -366,7 +371,7 @@ int ao_client_stream_open(ao_client_t *c, const Agentos__V1__StreamEventsRequest
     st.data.recv_status_on_client.status = &s->status;
     st.data.recv_status_on_client.status_details = &s->details;
     s->status_pending = grpc_call_start_batch(s->call, &st, 1, &s->tag_status, NULL) == GRPC_CALL_OK;
-    start_recv(s);
+    start_recv(s, 1);
     *out = s;
     return 0;
 }
@@ -403,7 +408,7 @@ int ao_client_stream_next(ao_client_stream_t *s, unsigned wait_ms, Agentos__V1__
         return -1;
     }
     *event = e;
-    start_recv(s);
+    start_recv(s, 0);
     return 1;
 }
 

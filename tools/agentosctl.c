@@ -216,7 +216,8 @@ static void describe(const Agentos__V1__Event *e, char *buf, size_t n)
         snprintf(buf, n, "%s", e->strategy_selected ? e->strategy_selected->reason : "");
         break;
     case ET(TASK_STARTED):
-        snprintf(buf, n, "%s attempt %u on %s", e->task_id, e->attempt, e->agent_id);
+        if (*e->agent_id) snprintf(buf, n, "%s attempt %u on %s", e->task_id, e->attempt, e->agent_id);
+        else snprintf(buf, n, "%s (computed by agentosd)", e->task_id);
         break;
     case ET(TASK_SUCCEEDED): {
         const Agentos__V1__AgentResult *r = e->task_succeeded ? e->task_succeeded->result : NULL;
@@ -375,7 +376,9 @@ static int follow_workflow(const char *id, uint64_t from)
 
 /* ---- commands -------------------------------------------------------------------------- */
 
-static int finish_orchestrate(Agentos__V1__OrchestrateResponse *r, int follow)
+/* Prints a submission's outcome. Exit codes say how the workflow ended
+ * when the command waited for it; a submission that did not wait is 0. */
+static int finish_orchestrate(Agentos__V1__OrchestrateResponse *r, int follow, int waited)
 {
     int code;
     if (follow) {
@@ -383,11 +386,11 @@ static int finish_orchestrate(Agentos__V1__OrchestrateResponse *r, int follow)
         code = follow_workflow(r->workflow_id, 0);
     } else if (json_out) {
         print_json(r);
-        code = exit_for(r->status);
+        code = waited ? exit_for(r->status) : 0;
     } else {
         if (r->deduplicated) printf("(request_id matched an earlier submission)\n");
         print_result(r->workflow_id, r->status, r->result);
-        code = exit_for(r->status);
+        code = waited ? exit_for(r->status) : 0;
     }
     ao_client_free(r);
     return code;
@@ -433,9 +436,11 @@ static int cmd_submit(int argc, char **argv)
     ao_client_error_t err;
     int rc = ao_client_call(client, "Orchestrate", &req->base, &agentos__v1__orchestrate_response__descriptor,
                             req->wait ? 24u * 3600 * 1000 : 0, (ProtobufCMessage **)&r, &err);
+    int wait_flag = req->wait;
     protobuf_c_message_free_unpacked(&req->base, NULL);
     if (rc) return rpc_failed("Orchestrate", &err);
-    return finish_orchestrate(r, follow);
+    wait = wait_flag;
+    return finish_orchestrate(r, follow, wait);
 }
 
 typedef struct events_ctx {
@@ -497,6 +502,7 @@ static int cmd_events(int argc, char **argv)
         Agentos__V1__Workflow *wf;
         if (ao_client_get_workflow(client, &g, &wf, &err)) return rpc_failed("GetWorkflow", &err);
         ctx.stop_at = wf->last_seq;
+        req.to_seq = wf->last_seq; /* the server ends the stream there */
         ao_client_free(wf);
         if (req.from_seq > ctx.stop_at) return 0;
     }
@@ -739,7 +745,7 @@ static int cmd_resume(int argc, char **argv)
         free(id);
         return code;
     }
-    return finish_orchestrate(r, 0);
+    return finish_orchestrate(r, 0, req.wait);
 }
 
 static int cmd_cancel(int argc, char **argv)
@@ -884,7 +890,7 @@ int main(int argc, char **argv)
     const char *cmd = argv[optind];
     int sub_argc = argc - optind;
     char **sub_argv = argv + optind;
-    optind = 1;
+    optind = 0; /* glibc: 0 re-initialises getopt for the new argv */
     ao_client_error_t err;
     if (ao_client_connect(&opt, &client, &err)) {
         fprintf(stderr, "agentosctl: %s\n", err.message);

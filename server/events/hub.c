@@ -35,6 +35,7 @@
 
 #include <jansson.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +57,8 @@ typedef struct sub {
 
     int mode;
     uint64_t next_seq; /* the next sequence number this subscriber needs */
+    uint64_t to_seq;   /* 0: no end */
+    struct sub *next_ending;
     /* The ring of live events (LIVE), or of events read from the log. */
     ao_evref_t **ring;
     size_t cap, head, count;
@@ -91,6 +94,10 @@ struct ao_hub {
     size_t qn, qcap;
     int stop;
     pthread_t fanout;
+    /* Bounded streams that have delivered everything, to be finished by the
+     * fan-out thread (a stream cannot finish itself from next()). */
+    sub_t *ending;
+    atomic_int ending_pending;
 };
 
 /* ---- filters ------------------------------------------------------------ */
@@ -172,7 +179,7 @@ static int read_one(void *ud, uint64_t seq, const void *data, size_t len)
 static uint64_t read_backlog(sub_t *s, uint64_t durable)
 {
     read_ctx_t c = {s, 0, s->cap < CHUNK ? s->cap : CHUNK};
-    uint64_t to = durable;
+    uint64_t to = s->to_seq && s->to_seq < durable ? s->to_seq : durable;
     ao_status_t st;
     int rc;
     if (s->workflow_id)
@@ -189,6 +196,8 @@ static uint64_t read_backlog(sub_t *s, uint64_t durable)
 }
 
 /* ---- the stream ------------------------------------------------------------------- */
+
+static void unlink_sub_locked(ao_hub_t *h, sub_t *s);
 
 /* next(): called with the call's lock held (never concurrently per call). */
 static int sub_next(ao_rpc_call_t *call, void *ud, grpc_slice *out)
@@ -209,6 +218,26 @@ static int sub_next(ao_rpc_call_t *call, void *ud, grpc_slice *out)
             *out = grpc_slice_ref(e->bytes);
             ao_evref_unref(e);
             return 1;
+        }
+        /* A bounded stream is done when nothing is buffered and nothing
+         * more can come: it has read past to_seq, or (live) everything up to
+         * to_seq is durable and was fanned out. */
+        if (s->to_seq && s->count == 0 &&
+            (s->next_seq > s->to_seq || (s->mode == LIVE && h->durable >= s->to_seq))) {
+            /* A bounded stream with nothing left: hand it to the fan-out
+             * thread to finish (with a ref so the call stays). */
+            if (s->listed) {
+                unlink_sub_locked(h, s);
+                ao_rpc_call_ref(s->call);
+                s->next_ending = h->ending;
+                h->ending = s;
+                atomic_store(&h->ending_pending, 1);
+                pthread_mutex_lock(&h->qlock);
+                pthread_cond_signal(&h->qcond);
+                pthread_mutex_unlock(&h->qlock);
+            }
+            pthread_mutex_unlock(&h->lock);
+            return 0;
         }
         if (s->mode == LIVE) {
             /* Nothing buffered: the fan-out kicks us when there is. */
@@ -287,6 +316,7 @@ static void fan(ao_hub_t *h, pub_t *p)
         ao_evref_t *e = p->evs[i];
         for (sub_t *s = h->subs; s; s = s->next) {
             if (s->mode != LIVE || e->seq < s->next_seq) continue;
+            if (s->to_seq && e->seq > s->to_seq) continue;
             if (!wanted(s, e->tenant, e->workflow_id, e->task_id, e->type)) continue;
             if (ring_full(s)) {
                 /* Too slow: back to the log from after what the ring
@@ -307,9 +337,11 @@ static void fan(ao_hub_t *h, pub_t *p)
             }
         }
     }
-    /* Subscribers reading the log may have more to read now. */
+    /* Subscribers reading the log may have more to read now, and bounded
+     * live streams may be done. */
     for (sub_t *s = h->subs; s; s = s->next) {
-        if (s->mode != BACKLOG || s->count) continue;
+        int done = s->to_seq && s->mode == LIVE && h->durable >= s->to_seq && !s->count;
+        if ((s->mode != BACKLOG || s->count) && !done) continue;
         int listed = 0;
         for (size_t k = 0; k < nk && !listed; k++) listed = kick[k] == s;
         if (listed) continue;
@@ -333,15 +365,37 @@ static void fan(ao_hub_t *h, pub_t *p)
     free(p->evs);
 }
 
+static void finish_ending(ao_hub_t *h)
+{
+    if (!atomic_exchange(&h->ending_pending, 0)) return;
+    pthread_mutex_lock(&h->lock);
+    sub_t *list = h->ending;
+    h->ending = NULL;
+    pthread_mutex_unlock(&h->lock);
+    while (list) {
+        sub_t *next = list->next_ending;
+        ao_rpc_call_t *call = list->call;
+        ao_rpc_stream_finish(call, 0, NULL);
+        ao_rpc_call_unref(call);
+        list = next;
+    }
+}
+
 static void *fanout_main(void *arg)
 {
     ao_hub_t *h = arg;
     for (;;) {
+        finish_ending(h);
         pthread_mutex_lock(&h->qlock);
-        while (!h->qn && !h->stop) pthread_cond_wait(&h->qcond, &h->qlock);
+        while (!h->qn && !h->stop && !atomic_load(&h->ending_pending)) pthread_cond_wait(&h->qcond, &h->qlock);
         if (!h->qn && h->stop) {
             pthread_mutex_unlock(&h->qlock);
+            finish_ending(h);
             break;
+        }
+        if (!h->qn) {
+            pthread_mutex_unlock(&h->qlock);
+            continue; /* only endings to finish */
         }
         pub_t *batch = h->q;
         size_t n = h->qn;
@@ -434,6 +488,7 @@ void ao_hub_stream_events(ao_rpc_call_t *call, const ProtobufCMessage *m, void *
         return;
     }
     s->next_seq = req->from_now ? h->durable + 1 : (req->from_seq ? req->from_seq : 1);
+    s->to_seq = req->to_seq;
     s->mode = BACKLOG;
     s->next = h->subs;
     if (h->subs) h->subs->prev = s;

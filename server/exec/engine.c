@@ -973,19 +973,25 @@ static void on_conflict(void *ud, const Agentos__V1__Finding *winner,
     c->n++;
 }
 
-/* Completes a task the engine computes itself (sync, builtin synthesis,
- * refinement) with a result. */
+/* Starts a task the engine computes itself (sync, builtin synthesis,
+ * refinement): no agent, no call. */
+static void start_builtin(ao_engine_t *e, ao_wf_t *wf, uint32_t i)
+{
+    Agentos__V1__TaskState *t = wf->tasks[i].st;
+    if (t->status == TS(RUNNING)) return;
+    EVENT(sev, ET(TASK_STARTED), t->spec->id);
+    set_parent(&sev, t);
+    Agentos__V1__TaskStarted ts = AGENTOS__V1__TASK_STARTED__INIT;
+    sev.payload_case = PAY(TASK_STARTED);
+    sev.task_started = &ts;
+    emit(e, wf, &sev);
+}
+
+/* Completes a task the engine computes itself with a result. */
 static void succeed_builtin(ao_engine_t *e, ao_wf_t *wf, uint32_t i, Agentos__V1__AgentResult *res)
 {
     Agentos__V1__TaskState *t = wf->tasks[i].st;
-    if (t->status != TS(RUNNING)) {
-        EVENT(sev, ET(TASK_STARTED), t->spec->id);
-        set_parent(&sev, t);
-        Agentos__V1__TaskStarted ts = AGENTOS__V1__TASK_STARTED__INIT;
-        sev.payload_case = PAY(TASK_STARTED);
-        sev.task_started = &ts;
-        emit(e, wf, &sev);
-    }
+    start_builtin(e, wf, i);
     EVENT(ev, ET(TASK_SUCCEEDED), t->spec->id);
     set_parent(&ev, t);
     ev.confidence = res->confidence;
@@ -1009,6 +1015,7 @@ static size_t merge_findings(ao_engine_t *e, ao_wf_t *wf, const char *at,
 
 static void run_sync(ao_engine_t *e, ao_wf_t *wf, uint32_t i)
 {
+    start_builtin(e, wf, i);
     Agentos__V1__TaskState *t = wf->tasks[i].st;
     size_t n;
     /* Every finding before the sync point (its ancestors'). */
@@ -1101,6 +1108,7 @@ static void collect_inputs(ao_wf_t *wf, uint32_t dep, ao_idxlist_t *have, double
 
 static void run_synthesis(ao_engine_t *e, ao_wf_t *wf, uint32_t i)
 {
+    start_builtin(e, wf, i);
     Agentos__V1__TaskState *t = wf->tasks[i].st;
     const ao_task_t *tt = &wf->tasks[i];
     ao_idxlist_t have = {0};
@@ -1250,12 +1258,7 @@ static void expand_stage(ao_engine_t *e, ao_wf_t *wf, uint32_t i, uint32_t stage
 static void start_refinement(ao_engine_t *e, ao_wf_t *wf, uint32_t i)
 {
     Agentos__V1__TaskState *t = wf->tasks[i].st;
-    EVENT(ev, ET(TASK_STARTED), t->spec->id);
-    set_parent(&ev, t);
-    Agentos__V1__TaskStarted ts = AGENTOS__V1__TASK_STARTED__INIT;
-    ev.payload_case = PAY(TASK_STARTED);
-    ev.task_started = &ts;
-    emit(e, wf, &ev);
+    start_builtin(e, wf, i);
     expand_stage(e, wf, i, 0, t->spec->refinement->areas, t->spec->refinement->n_areas);
 }
 

@@ -426,8 +426,10 @@ static void reply_checkpoint(ao_proc_t *p, void *ud)
 {
     (void)p;
     op_t *op = ud;
-    ao_rpc_reply(op->call, &op->ckpt->base);
-    ao_pb_free(op->ckpt);
+    /* op is in the call's arena: gone once the call is finished. */
+    Agentos__V1__Checkpoint *k = op->ckpt;
+    ao_rpc_reply(op->call, &k->base);
+    ao_pb_free(k);
 }
 
 static void checkpoint_work(ao_proc_t *p, void *ud)

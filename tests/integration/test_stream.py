@@ -212,6 +212,29 @@ class StreamTest(unittest.TestCase):
             h.cancel()
         wait_until(lambda: self.subscribers() == base, what="the streams to close")
 
+    def test_bounded_replay_ends_with_ok(self):
+        r = self.a.submit(wpb.WorkflowSpec(tasks=[task("x", "noop"), task("y", "noop", deps=["x"])]))
+        last = self.a.get(r.workflow_id).last_seq
+        evs = list(self.a.StreamEvents(opb.StreamEventsRequest(workflow_id=r.workflow_id, to_seq=last), timeout=10))
+        self.assertEqual(evs[-1].seq, last)
+        self.assertEqual(evs[0].type, EV.EVENT_TYPE_WORKFLOW_SUBMITTED)
+        # Filtered so that no event reaches to_seq: it still ends.
+        only = list(self.a.StreamEvents(opb.StreamEventsRequest(
+            workflow_id=r.workflow_id, to_seq=last, types=[EV.EVENT_TYPE_TASK_STARTED]), timeout=10))
+        self.assertEqual([e.task_id for e in only], ["x", "y"])
+        # A bound in the future ends once it is reached live.
+        wf = self.running_workflow(self.a)
+        start = self.a.get(wf).last_seq
+        got = []
+        t = __import__("threading").Thread(target=lambda: got.extend(self.a.StreamEvents(
+            opb.StreamEventsRequest(workflow_id=wf, from_seq=start + 1, to_seq=start + 3), timeout=20)))
+        t.start()
+        for i in range(5):
+            self.a.PublishEvent(custom(wf, "n%d" % i))
+        t.join(timeout=30)
+        self.assertEqual([e.seq for e in got], [start + 1, start + 2, start + 3])
+        self.a.CancelWorkflow(opb.CancelWorkflowRequest(workflow_id=wf))
+
     def collect(self, req, timeout=3):
         out = []
         try:
