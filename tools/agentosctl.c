@@ -262,8 +262,14 @@ static void describe(const Agentos__V1__Event *e, char *buf, size_t n)
         break;
     case ET(BUDGET_WARNING):
     case ET(BUDGET_EXCEEDED):
-        snprintf(buf, n, "%s%s %.0f of %.0f (%.0f%%)", *e->budget->task_id ? e->budget->task_id : "",
-                 *e->budget->task_id ? " " : "",
+        snprintf(buf, n, "%s%s%s%s%s %.0f of %.0f (%.0f%%)",
+                 *e->budget->task_id ? "task " : "", e->budget->task_id, *e->budget->task_id ? ": " : "",
+                 enum_name(&agentos__v1__budget_dimension__descriptor, e->budget->dimension, "BUDGET_DIMENSION_"),
+                 e->budget->role ? (e->budget->role == AGENTOS__V1__ROLE__ROLE_ORCHESTRATOR ? " (orchestrator role)"
+                                    : e->budget->role == AGENTOS__V1__ROLE__ROLE_EXTRACTION ? " (extraction role)"
+                                    : e->budget->role == AGENTOS__V1__ROLE__ROLE_ANALYSIS   ? " (analysis role)"
+                                                                                            : " (synthesis role)")
+                                 : "",
                  e->budget->used, e->budget->limit, e->budget->fraction * 100);
         break;
     case ET(BREAKER_STATE_CHANGED):
@@ -779,11 +785,11 @@ static int cmd_agents(int argc, char **argv)
     if (json_out) {
         print_json(r);
     } else {
-        printf("%-16s %-8s %-10s %-6s %-6s %-8s %-6s %-9s %-9s %s\n", "AGENT", "KIND", "BREAKER", "INFL", "QUEUE",
+        printf("%-18s %-8s %-10s %-6s %-6s %-8s %-6s %-9s %-9s %s\n", "AGENT", "KIND", "BREAKER", "INFL", "QUEUE",
                "CALLS", "ERR%", "P50 ms", "P99 ms", "SPEND");
         for (size_t i = 0; i < r->n_agents; i++) {
             const Agentos__V1__AgentHealth *a = r->agents[i];
-            printf("%-16s %-8s %-10s %-6u %-6u %-8" PRIu64 " %-6.1f %-9.1f %-9.1f $%.6f\n", a->agent,
+            printf("%-18s %-8s %-10s %-6u %-6u %-8" PRIu64 " %-6.1f %-9.1f %-9.1f $%.6f\n", a->agent,
                    enum_name(&agentos__v1__backend_kind__descriptor, a->kind, "BACKEND_KIND_"),
                    enum_name(&agentos__v1__breaker_state__descriptor, a->breaker, "BREAKER_STATE_"), a->in_flight,
                    a->queued, a->calls_total, a->error_rate * 100, a->latency_p50_ms, a->latency_p99_ms,

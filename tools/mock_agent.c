@@ -165,10 +165,13 @@ typedef struct conn {
     int hang;
     size_t heap_pos;
     int in_heap;
+    struct conn *prev, *next; /* every open connection, to close them at exit */
 } conn_t;
 
 static int epfd;
 static SSL_CTX *ctx;
+static conn_t *conns;
+static int stop_pipe[2];
 static conn_t **heap;
 static size_t heap_n, heap_cap;
 
@@ -232,6 +235,9 @@ static void heap_del(conn_t *c)
 
 static void conn_close(conn_t *c)
 {
+    if (c->prev) c->prev->next = c->next;
+    else conns = c->next;
+    if (c->next) c->next->prev = c->prev;
     heap_del(c);
     epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
     SSL_free(c->ssl);
@@ -532,6 +538,8 @@ static void *https_main(void *arg)
     epfd = epoll_create1(EPOLL_CLOEXEC);
     struct epoll_event lev = {EPOLLIN, {.ptr = NULL}};
     epoll_ctl(epfd, EPOLL_CTL_ADD, lfd, &lev);
+    struct epoll_event sev = {EPOLLIN, {.ptr = &stop_pipe}};
+    epoll_ctl(epfd, EPOLL_CTL_ADD, stop_pipe[0], &sev);
     struct epoll_event evs[256];
     for (;;) {
         int timeout = -1;
@@ -541,6 +549,13 @@ static void *https_main(void *arg)
         }
         int n = epoll_wait(epfd, evs, 256, timeout);
         for (int i = 0; i < n; i++) {
+            if (evs[i].data.ptr == &stop_pipe) {
+                while (conns) conn_close(conns);
+                free(heap);
+                close(epfd);
+                close(lfd);
+                return NULL;
+            }
             if (!evs[i].data.ptr) {
                 for (;;) {
                     int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -552,6 +567,9 @@ static void *https_main(void *arg)
                     c->ssl = SSL_new(ctx);
                     SSL_set_fd(c->ssl, fd);
                     c->state = C_HANDSHAKE;
+                    c->next = conns;
+                    if (conns) conns->prev = c;
+                    conns = c;
                     struct epoll_event ev = {EPOLLIN, {.ptr = c}};
                     epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
                     on_io(c);
@@ -701,6 +719,7 @@ int main(int argc, char **argv)
         }
         SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
         lfd = listen_on(https_port, &https_bound);
+        if (pipe(stop_pipe)) return 2;
         if (pthread_create(&https_thread, NULL, https_main, &lfd)) return 2;
     }
     ao_rpc_server_t *srv = NULL;
@@ -746,6 +765,14 @@ int main(int argc, char **argv)
     if (srv) {
         ao_rpc_server_shutdown(srv, 100);
         ao_rpc_server_destroy(srv);
+        ao_timers_destroy(timers);
     }
+    if (https_port >= 0) {
+        if (write(stop_pipe[1], "x", 1) != 1) return 1;
+        pthread_join(https_thread, NULL);
+        SSL_CTX_free(ctx);
+    }
+    json_decref(stats);
+    json_decref(per_task);
     return 0;
 }
