@@ -256,6 +256,7 @@ void ao_server_stop(ao_server_t *srv)
     srv->metrics = NULL;
     if (srv->health) ao_health_shutdown(srv->health);
     if (srv->hub) ao_hub_shutdown(srv->hub);
+    if (srv->engine_started) ao_engine_release_waiters(srv->engine);
     if (srv->rpc) ao_rpc_server_shutdown(srv->rpc, srv->cfg->shutdown_grace_seconds * 1000u);
     /* After the RPC server: replies to waiting clients need the processor. */
     if (srv->engine_started) ao_engine_stop(srv->engine);

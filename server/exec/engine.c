@@ -1952,6 +1952,18 @@ static void stop_work(ao_proc_t *p, void *ud)
     }
 }
 
+static void release_work(ao_proc_t *p, void *ud)
+{
+    ao_engine_t *e = ud;
+    for (size_t k = 0; k < e->n_order; k++)
+        if (e->order[k]->rt && rt(e->order[k])->watches) fire_watches(p, e->order[k]);
+}
+
+void ao_engine_release_waiters(ao_engine_t *e)
+{
+    ao_proc_post(e->proc, release_work, NULL, e);
+}
+
 void ao_engine_stop(ao_engine_t *e)
 {
     ao_proc_post(e->proc, stop_work, NULL, e);

@@ -49,6 +49,11 @@ int ao_engine_recover(ao_engine_t *e, ao_status_t *st);
  * running at the crash runs again with a new attempt id). */
 void ao_engine_start(ao_engine_t *e);
 
+/* Answers every client waiting for a workflow to finish (ao_engine_watch)
+ * now, before the RPC server shuts down: they get UNAVAILABLE and the
+ * workflows continue at the next start. Main thread. */
+void ao_engine_release_waiters(ao_engine_t *e);
+
 /* Stops: in-flight agent calls are abandoned without events (their tasks
  * run again at the next start), the processor commits what it has and
  * stops. Waiters still registered are failed UNAVAILABLE. */

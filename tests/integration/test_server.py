@@ -1,0 +1,268 @@
+"""The server foundation, from Python grpcio against the real agentosd:
+health, UNIMPLEMENTED for unknown methods, bearer tokens, TLS and mTLS
+with certificates this test makes, message limits, clean shutdown with
+open streams and in-flight calls, a second agentosd refused, config
+errors."""
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+import grpc
+
+from harness import (Client, Server, builtin, free_port, health_pb2, health_pb2_grpc, make_certs, opb,
+                     task, wait_until, wpb)
+
+TOKEN = "s3cret-token-of-alpha"
+
+
+def sha(s):
+    return hashlib.sha256(s.encode()).hexdigest()
+
+
+class ServerTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="agentos-server-")
+        cls.certs = make_certs(os.path.join(cls.tmp, "certs"))
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def cert(self, name):
+        return os.path.join(self.certs, name)
+
+    def read(self, name):
+        with open(self.cert(name), "rb") as f:
+            return f.read()
+
+    def start(self, **kw):
+        srv = Server(**kw)
+        self.addCleanup(srv.cleanup)
+        return srv
+
+    def test_health_and_unknown_methods(self):
+        srv = self.start().start()
+        h = health_pb2_grpc.HealthStub(srv.channel())
+        self.assertEqual(h.Check(health_pb2.HealthCheckRequest(), timeout=5).status,
+                         health_pb2.HealthCheckResponse.SERVING)
+        self.assertEqual(h.Check(health_pb2.HealthCheckRequest(service="agentos.v1.Orchestrator"), timeout=5).status,
+                         health_pb2.HealthCheckResponse.SERVING)
+        with self.assertRaises(grpc.RpcError) as cm:
+            h.Check(health_pb2.HealthCheckRequest(service="nope"), timeout=5)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.NOT_FOUND)
+        watch = h.Watch(health_pb2.HealthCheckRequest(), timeout=10)
+        self.assertEqual(next(watch).status, health_pb2.HealthCheckResponse.SERVING)
+        watch.cancel()
+        with self.assertRaises(grpc.RpcError) as cm:
+            srv.channel().unary_unary("/agentos.v1.Nope/Missing")(b"", timeout=5)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.UNIMPLEMENTED)
+        self.assertIn("unknown method /agentos.v1.Nope/Missing", cm.exception.details())
+        # A request that is not the method's message: INVALID_ARGUMENT.
+        with self.assertRaises(grpc.RpcError) as cm:
+            srv.channel().unary_unary("/agentos.v1.Orchestrator/GetWorkflow")(b"\xff\xff\xff", timeout=5)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("not a valid agentos.v1.GetWorkflowRequest", cm.exception.details())
+        srv.stop()
+
+    def test_bearer_tokens(self):
+        srv = self.start(config={"tokens": [{"tenant": "alpha", "tokenSha256": sha(TOKEN), "name": "ci"}]}).start()
+        for token, want in ((None, "missing credentials"), ("wrong", "invalid bearer token")):
+            with self.assertRaises(grpc.RpcError) as cm:
+                Client(srv.channel(), token).ListWorkflows(opb.ListWorkflowsRequest())
+            self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAUTHENTICATED)
+            self.assertIn(want, cm.exception.details())
+            self.assertNotIn(TOKEN, cm.exception.details())
+        with self.assertRaises(grpc.RpcError) as cm:
+            ogrpc_call(srv, [("authorization", "Basic abc")])
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAUTHENTICATED)
+        self.assertIn("must be `Bearer TOKEN`", cm.exception.details())
+        # The right token reaches the handler; the caller's tenant scopes it.
+        ok = Client(srv.channel(), TOKEN)
+        r = ok.submit(wpb.WorkflowSpec(tasks=[task("a", "noop")]))
+        self.assertEqual(ok.get(r.workflow_id).tenant, "alpha")
+        # Health needs no token (load balancers).
+        self.assertEqual(health_pb2_grpc.HealthStub(srv.channel()).Check(health_pb2.HealthCheckRequest(),
+                                                                         timeout=5).status,
+                         health_pb2.HealthCheckResponse.SERVING)
+        srv.stop()
+        self.assertNotIn(TOKEN, srv.log())
+
+    def test_tls_and_mtls(self):
+        srv = self.start(config={"tls": {"certFile": self.cert("server.pem"), "keyFile": self.cert("server.key")}})
+        srv.start(wait=False)
+        trusted = grpc.ssl_channel_credentials(root_certificates=self.read("ca.pem"))
+        ch = grpc.secure_channel("localhost:%d" % srv.port, trusted)
+        wait_until(lambda: _healthy(ch), 20, "the TLS server")
+        r = Client(ch).submit(wpb.WorkflowSpec(tasks=[task("a", "noop")]))
+        self.assertEqual(r.status, 3)
+        # A client trusting another CA is refused.
+        other = grpc.secure_channel("localhost:%d" % srv.port,
+                                    grpc.ssl_channel_credentials(root_certificates=self.read("other-ca.pem")))
+        with self.assertRaises(grpc.RpcError) as cm:
+            health_pb2_grpc.HealthStub(other).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAVAILABLE)
+        ch.close()
+        other.close()
+        srv.stop()
+
+        # mTLS, required: no client certificate is refused; a certificate from
+        # the CA is accepted, and cert_tenants maps it without a token.
+        srv = self.start(config={
+            "tls": {"certFile": self.cert("server.pem"), "keyFile": self.cert("server.key"),
+                    "clientCaFile": self.cert("ca.pem"), "requireClientCert": True},
+            "certTenants": [{"identity": "client-one", "tenant": "certified"}],
+            "tokens": [{"tenant": "alpha", "tokenSha256": sha(TOKEN)}],
+        })
+        srv.start(wait=False)
+        with_cert = grpc.secure_channel("localhost:%d" % srv.port, grpc.ssl_channel_credentials(
+            root_certificates=self.read("ca.pem"), private_key=self.read("client.key"),
+            certificate_chain=self.read("client.pem")))
+        wait_until(lambda: _healthy(with_cert), 20, "the mTLS server")
+        c = Client(with_cert)
+        r = c.submit(wpb.WorkflowSpec(tasks=[task("a", "noop")]))
+        self.assertEqual(c.get(r.workflow_id).tenant, "certified")
+        no_cert = grpc.secure_channel("localhost:%d" % srv.port,
+                                      grpc.ssl_channel_credentials(root_certificates=self.read("ca.pem")))
+        with self.assertRaises(grpc.RpcError) as cm:
+            health_pb2_grpc.HealthStub(no_cert).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAVAILABLE)
+        with_cert.close()
+        no_cert.close()
+        srv.stop()
+
+    def test_message_limit_refused_and_server_keeps_serving(self):
+        srv = self.start(config={"limits": {"maxMessageBytes": 65536, "maxInputBytes": 1000}}).start()
+        c = srv.stub()
+        big = wpb.WorkflowSpec(tasks=[task("a", "noop", input="x" * 100000)])
+        with self.assertRaises(grpc.RpcError) as cm:
+            c.submit(big)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+        # Within the message limit but over limits.max_input_bytes.
+        with self.assertRaises(grpc.RpcError) as cm:
+            c.submit(wpb.WorkflowSpec(tasks=[task("a", "noop", input="y" * 2000)]))
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+        self.assertIn("limits.max_input_bytes", cm.exception.details())
+        r = c.submit(wpb.WorkflowSpec(tasks=[task("a", "noop")]))
+        self.assertEqual(r.status, 3)
+        srv.stop()
+
+    def test_sigterm_with_open_stream_and_inflight_call(self):
+        srv = self.start(agents=[builtin("noop"), builtin("stuck", hang=True)]).start()
+        # A channel of its own: the harness closes its channel before SIGTERM.
+        own = grpc.insecure_channel(srv.target)
+        self.addCleanup(own.close)
+        c = Client(own)
+        wf = c.submit(wpb.WorkflowSpec(tasks=[task("hold", "stuck")]), wait=False).workflow_id
+        ended = threading.Event()
+        codes = []
+
+        def follow():
+            try:
+                for _ in c.StreamEvents(opb.StreamEventsRequest(workflow_id=wf), timeout=60):
+                    pass
+            except grpc.RpcError as e:
+                codes.append(e.code())
+            ended.set()
+        t = threading.Thread(target=follow)
+        t.start()
+        waiting = []
+        w = threading.Thread(target=lambda: waiting.append(_catch(lambda: c.submit(
+            wpb.WorkflowSpec(tasks=[task("h2", "stuck")]), wait=True, timeout=60))))
+        w.start()
+        wait_until(lambda: len(c.ListWorkflows(opb.ListWorkflowsRequest()).workflows) == 2, what="both workflows")
+        t0 = time.monotonic()
+        srv.stop(timeout=20)  # asserts exit 0 and a clean log
+        self.assertLess(time.monotonic() - t0, 10)
+        self.assertTrue(ended.wait(10))
+        t.join()
+        w.join()
+        self.assertEqual(codes, [grpc.StatusCode.UNAVAILABLE])
+        self.assertIsInstance(waiting[0], grpc.RpcError)
+        self.assertEqual(waiting[0].code(), grpc.StatusCode.UNAVAILABLE)
+        self.assertIn("continues when it restarts", waiting[0].details())
+        # The workflows were left running, and continue after a restart.
+        srv.start()
+        self.assertEqual(srv.stub().get(wf).status, 2)  # RUNNING
+        srv.stop()
+
+    def test_second_agentosd_refused(self):
+        srv = self.start().start()
+        # Same port, another data directory.
+        twin = Server(port=srv.port)
+        self.addCleanup(twin.cleanup)
+        code, log = twin.start(expect_exit=True)
+        self.assertNotEqual(code, 0)
+        self.assertIn("cannot listen on 127.0.0.1:%d" % srv.port, log)
+        # Same data directory, another port.
+        twin2 = Server(tmp=tempfile.mkdtemp(prefix="agentos-twin-"))
+        self.addCleanup(twin2.cleanup)
+        twin2.config["storage"]["dataDir"] = srv.data_dir
+        code, log = twin2.start(expect_exit=True)
+        self.assertNotEqual(code, 0)
+        self.assertIn("in use by another agentosd", log)
+        # The first keeps serving.
+        self.assertEqual(srv.stub().submit(wpb.WorkflowSpec(tasks=[task("a", "noop")])).status, 3)
+        srv.stop()
+
+    def test_config_errors(self):
+        binary = os.environ["AGENTOSD"]
+
+        def run(*args, config=None):
+            path = None
+            if config is not None:
+                path = os.path.join(self.tmp, "bad.json")
+                with open(path, "w") as f:
+                    f.write(config)
+                args = ("--config", path) + args
+            return subprocess.run([binary] + list(args), capture_output=True, text=True, timeout=30)
+        r = run("--listen", "0.0.0.0:%d" % free_port())
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("not a loopback address; configure tls", r.stderr)
+        r = run(config='{"listen": ["127.0.0.1:1"],\n "storage": {"dataDir": }}')
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("invalid JSON at line 2", r.stderr)
+        r = run(config='{"storage": {"dataDirectory": "/x"}}')
+        self.assertIn("storage.dataDirectory: unknown field", r.stderr)
+        r = run(config='{"agents": [{"name": "a", "kind": "BACKEND_KIND_HTTPS", "url": "ftp://x"}]}')
+        self.assertIn("agents[0] (a).url: expected an https:// URL", r.stderr)
+        r = run("--print-config")
+        self.assertEqual(r.returncode, 0)
+        self.assertIn('"maxMessageBytes": 4194304', r.stdout)
+        self.assertIn('"127.0.0.1:7700"', r.stdout)
+        r = run("--help")
+        self.assertEqual(r.returncode, 0)
+        self.assertIn("--insecure", r.stdout)
+        r = run("--bogus")
+        self.assertEqual(r.returncode, 2)
+
+
+def ogrpc_call(srv, metadata):
+    from agentos.v1 import orchestrator_pb2_grpc
+    return orchestrator_pb2_grpc.OrchestratorStub(srv.channel()).ListWorkflows(
+        opb.ListWorkflowsRequest(), metadata=metadata, timeout=5)
+
+
+def _healthy(ch):
+    try:
+        return health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1
+    except grpc.RpcError:
+        return False
+
+
+def _catch(fn):
+    try:
+        return fn()
+    except grpc.RpcError as e:
+        return e
+
+
+if __name__ == "__main__":
+    unittest.main()
