@@ -6,7 +6,8 @@
  * queue); health from RPC threads. A backend's counters, queue and breaker
  * are guarded by its `lock`; a dispatch's state by its own recursive lock,
  * which is held across the backend's start and cancel so that neither runs
- * after done.
+ * after done. done is delivered after the last touch of the dispatch by
+ * this layer (see finish_and_unlock): its callee may free it.
  */
 #include "backends.h"
 
@@ -188,11 +189,27 @@ static void account(backend_t *b, ao_dispatch_t *d, ao_agent_outcome_t *o, int s
     if (next) start_dispatch(b, next);
 }
 
-/* Finishes a dispatch once (caller holds d->lock). */
-static void finish_locked(ao_dispatch_t *d, ao_agent_outcome_t *o, int started)
+/* Under d->lock: whether the kept outcome may be delivered now (and if so
+ * takes it). */
+static int take_deferred(ao_dispatch_t *d)
+{
+    if (!d->deferred || d->in_backend || d->timer_owes) return 0;
+    d->deferred = 0;
+    return 1;
+}
+
+static void deliver(ao_dispatch_t *d)
+{
+    d->done(d, &d->deferred_outcome, d->changes, d->n_changes);
+}
+
+/* Finishes a dispatch once, then lets go of d->lock (held by the caller)
+ * and delivers done if nothing else still holds on to d. */
+static void finish_and_unlock(ao_dispatch_t *d, ao_agent_outcome_t *o, int started)
 {
     d->state = D_DONE;
-    if (d->timer) ao_timer_cancel(d->b->bs->timers, d->timer, NULL);
+    /* A timeout that has fired but not yet run its locked part will deliver. */
+    if (d->timer && !ao_timer_cancel(d->b->bs->timers, d->timer, NULL)) d->timer_owes = 1;
     d->timer = 0;
     if (d->cancel_issued && o->error_class == EC(CANCELLED)) {
         if (d->cancel_class == EC(TIMEOUT)) {
@@ -205,6 +222,11 @@ static void finish_locked(ao_dispatch_t *d, ao_agent_outcome_t *o, int started)
         }
     }
     account(d->b, d, o, started);
+    d->deferred_outcome = *o; /* ownership of o->result moves with it */
+    d->deferred = 1;
+    int fire = take_deferred(d);
+    pthread_mutex_unlock(&d->lock);
+    if (fire) deliver(d);
 }
 
 static void on_agent_done(ao_agent_call_t *call, ao_agent_outcome_t *o)
@@ -215,9 +237,7 @@ static void on_agent_done(ao_agent_call_t *call, ao_agent_outcome_t *o)
         pthread_mutex_unlock(&d->lock);
         ao_fatal("agent %s completed attempt %s twice", d->agent, call->task->attempt_id);
     }
-    finish_locked(d, o, 1);
-    pthread_mutex_unlock(&d->lock);
-    d->done(d, o, d->changes, d->n_changes);
+    finish_and_unlock(d, o, 1);
 }
 
 static void complete_now(ao_dispatch_t *d, int cls, int retryable, const char *msg, int started)
@@ -228,9 +248,23 @@ static void complete_now(ao_dispatch_t *d, int cls, int retryable, const char *m
     o.retryable = retryable;
     snprintf(o.error, sizeof o.error, "%s", msg);
     pthread_mutex_lock(&d->lock);
-    finish_locked(d, &o, started);
+    finish_and_unlock(d, &o, started);
+}
+
+/* Calls the backend's start or cancel under d->lock (held by the caller),
+ * then lets go of the lock. A backend may complete the call inside (same
+ * thread, the lock is recursive): that completion is delivered only here,
+ * after the layer's last touch of d. */
+static void call_backend_and_unlock(ao_dispatch_t *d, int start)
+{
+    backend_t *b = d->b;
+    d->in_backend++;
+    if (start) b->agent->ops->start(b->agent, &d->call);
+    else b->agent->ops->cancel(b->agent, &d->call);
+    d->in_backend--;
+    int fire = take_deferred(d);
     pthread_mutex_unlock(&d->lock);
-    d->done(d, &o, d->changes, d->n_changes);
+    if (fire) deliver(d);
 }
 
 /* ---- starting ---------------------------------------------------------------- */
@@ -240,10 +274,19 @@ static void on_timeout(void *ud)
     ao_dispatch_t *d = ud;
     pthread_mutex_lock(&d->lock);
     d->timer = 0;
+    if (d->timer_owes) {
+        /* The call finished after this timer fired: deliver its outcome. */
+        d->timer_owes = 0;
+        int fire = take_deferred(d);
+        pthread_mutex_unlock(&d->lock);
+        if (fire) deliver(d);
+        return;
+    }
     if (d->state == D_IN_FLIGHT && !d->cancel_issued) {
         d->cancel_issued = 1;
         d->cancel_class = EC(TIMEOUT);
-        d->b->agent->ops->cancel(d->b->agent, &d->call);
+        call_backend_and_unlock(d, 0);
+        return;
     }
     pthread_mutex_unlock(&d->lock);
 }
@@ -262,8 +305,7 @@ static void start_job(void *ud)
     d->call.timeout_ms = d->timeout_ms;
     d->call.done = on_agent_done;
     if (d->timeout_ms) d->timer = ao_timer_add(d->b->bs->timers, d->timeout_ms, on_timeout, d);
-    d->b->agent->ops->start(d->b->agent, &d->call);
-    pthread_mutex_unlock(&d->lock);
+    call_backend_and_unlock(d, 1);
 }
 
 /* A slot is reserved (in_flight counted): check the breaker, then start. */
@@ -313,6 +355,9 @@ int ao_backends_submit(ao_backends_t *bs, ao_dispatch_t *d)
     d->is_probe = 0;
     d->timer = 0;
     d->n_changes = 0;
+    d->in_backend = 0;
+    d->timer_owes = 0;
+    d->deferred = 0;
     if (!d->timeout_ms) d->timeout_ms = b->cfg->default_timeout_ms;
 
     pthread_mutex_lock(&b->lock);
@@ -358,7 +403,10 @@ void ao_backends_cancel(ao_backends_t *bs, ao_dispatch_t *d)
     if (d->state != D_DONE && !d->cancel_issued) {
         d->cancel_issued = 1;
         d->cancel_class = EC(CANCELLED);
-        if (d->state == D_IN_FLIGHT) b->agent->ops->cancel(b->agent, &d->call);
+        if (d->state == D_IN_FLIGHT) {
+            call_backend_and_unlock(d, 0);
+            return;
+        }
     }
     pthread_mutex_unlock(&d->lock);
 }

@@ -53,6 +53,15 @@ struct ao_dispatch {
     int64_t started_us;
     ao_breaker_change_t changes[2];
     size_t n_changes;
+    /* done may free the dispatch, so it is delivered only when nothing else
+     * can touch it: not while the layer is inside the backend's start or
+     * cancel (in_backend), and not while the timeout callback has fired
+     * but not yet taken the lock (timer_owes). Until then the outcome
+     * waits in deferred_outcome. */
+    int in_backend;
+    int timer_owes;
+    int deferred;
+    ao_agent_outcome_t deferred_outcome;
 };
 
 int ao_backends_create(const Agentos__V1__ServerConfig *cfg, struct ao_timers *timers,

@@ -330,6 +330,94 @@ static void test_price(void **state)
     assert_int_equal(ao_price_cost(NULL, &u), 0);
 }
 
+/* What a freeing done callback saw (the call itself is gone). */
+static int freed_calls, freed_ok, freed_timeouts, freed_cancelled, held_at_done;
+
+static void on_done_free(ao_dispatch_t *d, ao_agent_outcome_t *o, const ao_breaker_change_t *ch, size_t n)
+{
+    (void)ch;
+    (void)n;
+    call_t *c = (call_t *)d;
+    pthread_mutex_lock(&lock);
+    freed_calls++;
+    if (!o->error_class) freed_ok++;
+    if (o->error_class == EC(TIMEOUT)) freed_timeouts++;
+    if (o->error_class == EC(CANCELLED)) freed_cancelled++;
+    pthread_cond_broadcast(&cond);
+    pthread_mutex_unlock(&lock);
+    /* As the engine does: done is the dispatch's last moment. Nobody may
+     * hold its lock any more (glibc refuses to destroy a held mutex: EBUSY;
+     * the layer would unlock it after the free). */
+    ao_pb_free(o->result);
+    if (pthread_mutex_destroy(&c->d.lock)) {
+        pthread_mutex_lock(&lock);
+        held_at_done++;
+        pthread_mutex_unlock(&lock);
+        return; /* leaked on purpose: the layer still touches it */
+    }
+    free(c);
+}
+
+static void wait_freed(int n, int seconds)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += seconds;
+    pthread_mutex_lock(&lock);
+    while (freed_calls < n)
+        if (pthread_cond_timedwait(&cond, &lock, &until)) {
+            pthread_mutex_unlock(&lock);
+            fail_msg("%d of %d calls finished in %d s", freed_calls, n, seconds);
+        }
+    pthread_mutex_unlock(&lock);
+}
+
+/* Regression: a backend that completes inside start (a builtin agent with
+ * no latency) or inside cancel, or a call that finishes while its timeout
+ * fires, must not see the layer touch the dispatch after done, which may
+ * free it (the executor does). Under ASan a touch is a use-after-free. */
+static void test_done_may_free_the_dispatch(void **state)
+{
+    (void)state;
+    env_t *e = env_new("[{\"name\":\"now\",\"kind\":\"BACKEND_KIND_BUILTIN\",\"maxConcurrency\":64},"
+                       "{\"name\":\"stuck\",\"kind\":\"BACKEND_KIND_BUILTIN\",\"builtin\":{\"hang\":true}},"
+                       "{\"name\":\"racy\",\"kind\":\"BACKEND_KIND_BUILTIN\",\"maxConcurrency\":1000,"
+                       "\"builtin\":{\"latencyMs\":2},\"breaker\":{\"failureThreshold\":100000}}]");
+    freed_calls = freed_ok = freed_timeouts = freed_cancelled = held_at_done = 0;
+    /* Completes inside start. */
+    for (int i = 0; i < 500; i++) {
+        call_t *c = call_new("now", "w", i, 1, NULL, 0);
+        c->d.done = on_done_free;
+        assert_int_equal(ao_backends_submit(e->bs, &c->d), 0);
+    }
+    wait_freed(500, 30);
+    assert_int_equal(held_at_done, 0);
+    assert_int_equal(freed_ok, 500);
+    /* Completes inside cancel. */
+    for (int i = 0; i < 50; i++) {
+        call_t *c = call_new("stuck", "w", i, 1, NULL, 0);
+        c->d.done = on_done_free;
+        c->d.timeout_ms = 60000;
+        assert_int_equal(ao_backends_submit(e->bs, &c->d), 0);
+        ao_backends_cancel(e->bs, &c->d);
+        wait_freed(501 + i, 10);
+    }
+    assert_int_equal(held_at_done, 0);
+    assert_int_equal(freed_cancelled, 50);
+    /* Finishes as its timeout fires: the agent's 2 ms against a 2 ms
+     * timeout, both on the timer thread, in every order. */
+    for (int i = 0; i < 2000; i++) {
+        call_t *c = call_new("racy", "w", i, 1, NULL, 0);
+        c->d.done = on_done_free;
+        c->d.timeout_ms = 2;
+        assert_int_equal(ao_backends_submit(e->bs, &c->d), 0);
+    }
+    wait_freed(2550, 60);
+    assert_int_equal(held_at_done, 0);
+    assert_int_equal(freed_ok + freed_timeouts, 2500);
+    env_free(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -338,6 +426,7 @@ int main(void)
         cmocka_unit_test(test_breaker_opens_and_probe_closes),
         cmocka_unit_test(test_timeout_and_cancel),
         cmocka_unit_test(test_price),
+        cmocka_unit_test(test_done_may_free_the_dispatch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
