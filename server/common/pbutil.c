@@ -5,17 +5,155 @@
 #include <stdlib.h>
 #include <string.h>
 
-ProtobufCMessage *ao_pb_clone(const ProtobufCMessage *m)
+/* Bytes of one element of a field of this type. */
+static size_t elem_size(ProtobufCType t)
+{
+    switch (t) {
+    case PROTOBUF_C_TYPE_INT32:
+    case PROTOBUF_C_TYPE_SINT32:
+    case PROTOBUF_C_TYPE_SFIXED32:
+    case PROTOBUF_C_TYPE_UINT32:
+    case PROTOBUF_C_TYPE_FIXED32:
+    case PROTOBUF_C_TYPE_FLOAT:
+    case PROTOBUF_C_TYPE_ENUM:
+        return 4;
+    case PROTOBUF_C_TYPE_INT64:
+    case PROTOBUF_C_TYPE_SINT64:
+    case PROTOBUF_C_TYPE_SFIXED64:
+    case PROTOBUF_C_TYPE_UINT64:
+    case PROTOBUF_C_TYPE_FIXED64:
+    case PROTOBUF_C_TYPE_DOUBLE:
+        return 8;
+    case PROTOBUF_C_TYPE_BOOL:
+        return sizeof(protobuf_c_boolean);
+    case PROTOBUF_C_TYPE_STRING:
+    case PROTOBUF_C_TYPE_MESSAGE:
+        return sizeof(void *);
+    case PROTOBUF_C_TYPE_BYTES:
+        return sizeof(ProtobufCBinaryData);
+    }
+    return 0;
+}
+
+static ProtobufCMessage *deep_copy(const ProtobufCMessage *m);
+
+/* Replaces the borrowed pointer at `slot` (one value of field f, copied
+ * bit for bit from the source) with a copy of what it points to, leaving
+ * protobuf-c's shared defaults shared (free_unpacked skips them). */
+static void own_value(const ProtobufCFieldDescriptor *f, void *slot)
+{
+    switch (f->type) {
+    case PROTOBUF_C_TYPE_STRING: {
+        char **p = slot;
+        if (*p && *p != (const char *)f->default_value) *p = ao_xstrdup(*p);
+        break;
+    }
+    case PROTOBUF_C_TYPE_BYTES: {
+        ProtobufCBinaryData *b = slot;
+        const ProtobufCBinaryData *def = f->default_value;
+        if (b->data && (!def || b->data != def->data)) {
+            uint8_t *copy = ao_xmalloc(b->len ? b->len : 1);
+            memcpy(copy, b->data, b->len);
+            b->data = copy;
+        }
+        break;
+    }
+    case PROTOBUF_C_TYPE_MESSAGE: {
+        ProtobufCMessage **p = slot;
+        *p = deep_copy(*p);
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+static ProtobufCMessage *deep_copy(const ProtobufCMessage *m)
 {
     if (!m) return NULL;
-    size_t len = protobuf_c_message_get_packed_size(m);
-    uint8_t stackbuf[512];
-    uint8_t *buf = len <= sizeof stackbuf ? stackbuf : ao_xmalloc(len);
-    protobuf_c_message_pack(m, buf);
-    ProtobufCMessage *c = protobuf_c_message_unpack(m->descriptor, NULL, len, buf);
-    if (buf != stackbuf) free(buf);
-    if (!c) ao_fatal("cloning a %s failed", m->descriptor->name);
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    /* Scalars, has_ flags, counts and oneof cases come across as they are;
+     * then every pointer is replaced by a copy of its own. */
+    ProtobufCMessage *c = ao_xmalloc(d->sizeof_message);
+    memcpy(c, m, d->sizeof_message);
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        void *member = (char *)c + f->offset;
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            size_t n = *(const size_t *)((const char *)c + f->quantifier_offset);
+            void **arr = member;
+            if (!n || !*arr) {
+                *arr = NULL;
+                *(size_t *)((char *)c + f->quantifier_offset) = 0;
+                continue;
+            }
+            size_t es = elem_size(f->type);
+            void *copy = ao_xmalloc(n * es);
+            memcpy(copy, *arr, n * es);
+            *arr = copy;
+            if (f->type == PROTOBUF_C_TYPE_STRING || f->type == PROTOBUF_C_TYPE_BYTES ||
+                f->type == PROTOBUF_C_TYPE_MESSAGE)
+                for (size_t k = 0; k < n; k++) own_value(f, (char *)copy + k * es);
+            continue;
+        }
+        /* A oneof's members share their storage: only the set one owns it. */
+        if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+            *(const uint32_t *)((const char *)c + f->quantifier_offset) != f->id)
+            continue;
+        own_value(f, member);
+    }
+    if (m->n_unknown_fields) {
+        c->unknown_fields = ao_xmalloc(m->n_unknown_fields * sizeof *c->unknown_fields);
+        for (unsigned k = 0; k < m->n_unknown_fields; k++) {
+            c->unknown_fields[k] = m->unknown_fields[k];
+            uint8_t *data = ao_xmalloc(m->unknown_fields[k].len ? m->unknown_fields[k].len : 1);
+            memcpy(data, m->unknown_fields[k].data, m->unknown_fields[k].len);
+            c->unknown_fields[k].data = data;
+        }
+    } else {
+        c->unknown_fields = NULL;
+    }
     return c;
+}
+
+ProtobufCMessage *ao_pb_clone(const ProtobufCMessage *m)
+{
+    return deep_copy(m);
+}
+
+static size_t varint_size(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+static size_t put_varint(uint8_t *out, uint64_t v)
+{
+    size_t n = 0;
+    while (v >= 0x80) {
+        out[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    out[n++] = (uint8_t)v;
+    return n;
+}
+
+size_t ao_pb_field_size(uint32_t field, size_t len)
+{
+    return varint_size(((uint64_t)field << 3) | PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED) +
+           varint_size(len) + len;
+}
+
+size_t ao_pb_put_field(uint8_t *buf, uint32_t field, const void *data, size_t len)
+{
+    size_t n = put_varint(buf, ((uint64_t)field << 3) | PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED);
+    n += put_varint(buf + n, len);
+    if (len) memcpy(buf + n, data, len);
+    return n + len;
 }
 
 void ao_pb_free(void *m)

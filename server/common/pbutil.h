@@ -8,10 +8,19 @@
 #include <protobuf-c/protobuf-c.h>
 #include <stddef.h>
 
-/* A deep copy (pack + unpack), freed with protobuf_c_message_free_unpacked.
- * NULL in, NULL out. */
+/* A deep copy, walking the descriptor (no pack/unpack), freed with
+ * protobuf_c_message_free_unpacked(c, NULL): every string, bytes value,
+ * array, submessage and unknown field is the copy's own. NULL in, NULL out.
+ * Any thread; m is only read. */
 ProtobufCMessage *ao_pb_clone(const ProtobufCMessage *m);
 #define AO_PB_CLONE(type, m) ((type *)ao_pb_clone(&(m)->base))
+
+/* One length-delimited field on the wire (a submessage packed elsewhere):
+ * the bytes it takes, and writing it at buf (which has that many bytes
+ * free); returns the bytes written. For appending parts packed once and
+ * kept (see ao_wf_pack) to what protobuf-c packs. */
+size_t ao_pb_field_size(uint32_t field, size_t len);
+size_t ao_pb_put_field(uint8_t *buf, uint32_t field, const void *data, size_t len);
 
 /* Frees m (NULL is fine). */
 void ao_pb_free(void *m);

@@ -1,0 +1,162 @@
+/* Unit tests for server/common/pbutil.c: the descriptor-driven deep copy
+ * (every field shape, oneofs, maps, unknown fields, shared defaults; a copy
+ * that outlives its source) and the repeated-field helpers. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "agentos/v1/state.pb-c.h"
+#include "pbjson.h"
+#include "pbjson_test.pb-c.h"
+#include "pbutil.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static ProtobufCMessage *decode(const char *json)
+{
+    ProtobufCMessage *m = NULL;
+    ao_status_t st = {0};
+    if (ao_pbjson_decode_text(&aotest__all_types__descriptor, json, strlen(json), &m, &st))
+        fail_msg("decode failed: %s", st.msg);
+    return m;
+}
+
+static uint8_t *pack(const ProtobufCMessage *m, size_t *len)
+{
+    *len = protobuf_c_message_get_packed_size(m);
+    uint8_t *buf = malloc(*len ? *len : 1);
+    protobuf_c_message_pack(m, buf);
+    return buf;
+}
+
+/* The copy packs to the same bytes as the source, and still does after
+ * the source is freed (nothing is shared: ASan would see a use after free). */
+static void check_copy(ProtobufCMessage *src)
+{
+    size_t la, lb;
+    uint8_t *a = pack(src, &la);
+    ProtobufCMessage *c = ao_pb_clone(src);
+    assert_non_null(c);
+    assert_ptr_not_equal(c, src);
+    protobuf_c_message_free_unpacked(src, NULL);
+    uint8_t *b = pack(c, &lb);
+    assert_int_equal(la, lb);
+    assert_memory_equal(a, b, la);
+    protobuf_c_message_free_unpacked(c, NULL);
+    free(a);
+    free(b);
+}
+
+static void test_every_field_shape(void **state)
+{
+    (void)state;
+    check_copy(decode("{\"i32\":-5,\"s32\":-7,\"sf32\":9,\"u32\":4000000000,\"f32\":12,"
+                      "\"i64\":\"-9\",\"s64\":\"123\",\"sf64\":-4,\"u64\":\"18446744073709551615\","
+                      "\"f64\":\"77\",\"flt\":1.5,\"dbl\":0.85,\"flag\":true,\"text\":\"hello\","
+                      "\"blob\":\"AAEC/w==\",\"color\":\"COLOR_BLUE\","
+                      "\"inner\":{\"name\":\"in\",\"values\":[1,2,3]},"
+                      "\"names\":[\"a\",\"\",\"c\"],"
+                      "\"inners\":[{\"name\":\"x\"},{\"values\":[7]},{}],"
+                      "\"colors\":[\"COLOR_RED\",\"COLOR_BLUE\"],"
+                      "\"labels\":{\"k1\":\"v1\",\"k2\":\"\"},"
+                      "\"byId\":{\"3\":{\"name\":\"three\"}},"
+                      "\"scores\":[0.5,1e300],\"blobs\":[\"AQ==\",\"\"]}"));
+}
+
+static void test_each_oneof_case(void **state)
+{
+    (void)state;
+    check_copy(decode("{\"choiceText\":\"chosen\"}"));
+    check_copy(decode("{\"choiceInner\":{\"name\":\"nested\",\"values\":[4]}}"));
+    check_copy(decode("{\"choiceNumber\":\"42\"}"));
+    check_copy(decode("{}"));
+}
+
+static void test_defaults_stay_shared(void **state)
+{
+    (void)state;
+    Aotest__AllTypes m = AOTEST__ALL_TYPES__INIT;
+    Aotest__AllTypes *c = (Aotest__AllTypes *)ao_pb_clone(&m.base);
+    /* Unset strings keep pointing at protobuf-c's empty string, which
+     * free_unpacked knows not to free. */
+    assert_ptr_equal(c->text, m.text);
+    assert_null(c->inner);
+    assert_null(c->names);
+    assert_int_equal(c->n_names, 0);
+    protobuf_c_message_free_unpacked(&c->base, NULL);
+    assert_null(ao_pb_clone(NULL));
+}
+
+static void test_unknown_fields_are_copied(void **state)
+{
+    (void)state;
+    /* Field 14 (text) = "ok", then unknown field 99 (varint 150) and
+     * unknown field 100 (length-delimited "zz"). */
+    const uint8_t wire[] = {0x72, 0x02, 'o',  'k',  0x98, 0x06, 0x96, 0x01,
+                            0xa2, 0x06, 0x02, 'z',  'z'};
+    ProtobufCMessage *m = protobuf_c_message_unpack(&aotest__all_types__descriptor, NULL, sizeof wire, wire);
+    assert_non_null(m);
+    assert_int_equal(m->n_unknown_fields, 2);
+    ProtobufCMessage *c = ao_pb_clone(m);
+    assert_int_equal(c->n_unknown_fields, 2);
+    assert_ptr_not_equal(c->unknown_fields, m->unknown_fields);
+    assert_ptr_not_equal(c->unknown_fields[1].data, m->unknown_fields[1].data);
+    protobuf_c_message_free_unpacked(c, NULL);
+    check_copy(m);
+}
+
+static void test_workflow_state_copy(void **state)
+{
+    (void)state;
+    /* A message of the contract with nested messages, oneof-free repeated
+     * submessages and maps. */
+    const char *json = "{\"id\":\"wf-1\",\"tenant\":\"t\",\"status\":\"WORKFLOW_STATUS_RUNNING\","
+                       "\"tasks\":[{\"spec\":{\"id\":\"a\",\"agent\":\"fin\",\"dependsOn\":[\"b\"],"
+                       "\"params\":{\"k\":\"v\"}},\"status\":\"TASK_STATUS_SUCCEEDED\","
+                       "\"output\":\"done\",\"usage\":{\"totalTokens\":\"12\"},"
+                       "\"findings\":[{\"key\":\"risk\",\"value\":\"low\",\"confidence\":0.5}]}],"
+                       "\"spec\":{\"labels\":{\"team\":\"m&a\"},\"context\":{\"deal\":\"x\"}}}";
+    ProtobufCMessage *m = NULL;
+    ao_status_t st = {0};
+    if (ao_pbjson_decode_text(&agentos__v1__workflow__descriptor, json, strlen(json), &m, &st))
+        fail_msg("%s", st.msg);
+    Agentos__V1__Workflow *c = AO_PB_CLONE(Agentos__V1__Workflow, (Agentos__V1__Workflow *)m);
+    assert_string_equal(c->tasks[0]->spec->params[0]->value, "v");
+    assert_ptr_not_equal(c->tasks[0]->spec, ((Agentos__V1__Workflow *)m)->tasks[0]->spec);
+    protobuf_c_message_free_unpacked(&c->base, NULL);
+    check_copy(m);
+}
+
+static void test_repeated_helpers(void **state)
+{
+    (void)state;
+    Aotest__AllTypes m = AOTEST__ALL_TYPES__INIT;
+    for (int i = 0; i < 100; i++) ao_pb_push_str(&m.names, &m.n_names, i % 2 ? "odd" : NULL);
+    assert_int_equal(m.n_names, 100);
+    assert_string_equal(m.names[0], "");
+    assert_string_equal(m.names[99], "odd");
+    ao_pb_set_str(&m.text, "first");
+    ao_pb_set_str(&m.text, "second");
+    assert_string_equal(m.text, "second");
+    ao_pb_clear_str(&m.text);
+    assert_ptr_equal(m.text, protobuf_c_empty_string);
+    ao_pb_free_strs(&m.names, &m.n_names);
+    assert_null(m.names);
+    assert_int_equal(m.n_names, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_every_field_shape),
+        cmocka_unit_test(test_each_oneof_case),
+        cmocka_unit_test(test_defaults_stay_shared),
+        cmocka_unit_test(test_unknown_fields_are_copied),
+        cmocka_unit_test(test_workflow_state_copy),
+        cmocka_unit_test(test_repeated_helpers),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
