@@ -141,7 +141,7 @@ static int counts_for_breaker(int cls)
     }
 }
 
-static void start_dispatch(backend_t *b, ao_dispatch_t *d);
+static void start_dispatch(backend_t *b, ao_dispatch_t *d, int may_inline);
 
 static void add_change(ao_dispatch_t *d, const ao_breaker_change_t *ch)
 {
@@ -186,7 +186,7 @@ static void account(backend_t *b, ao_dispatch_t *d, ao_agent_outcome_t *o, int s
         }
     }
     pthread_mutex_unlock(&b->lock);
-    if (next) start_dispatch(b, next);
+    if (next) start_dispatch(b, next, 0);
 }
 
 /* Under d->lock: whether the kept outcome may be delivered now (and if so
@@ -308,8 +308,11 @@ static void start_job(void *ud)
     call_backend_and_unlock(d, 1);
 }
 
-/* A slot is reserved (in_flight counted): check the breaker, then start. */
-static void start_dispatch(backend_t *b, ao_dispatch_t *d)
+/* A slot is reserved (in_flight counted): check the breaker, then start,
+ * on the pool, or here when the call is instant and this is its submitter
+ * (may_inline; never from a completion, which would recurse through the
+ * queue). */
+static void start_dispatch(backend_t *b, ao_dispatch_t *d, int may_inline)
 {
     int is_probe = 0;
     ao_breaker_change_t ch;
@@ -332,12 +335,14 @@ static void start_dispatch(backend_t *b, ao_dispatch_t *d)
                  "circuit breaker of agent %s is open after %u consecutive failures", b->cfg->name,
                  failures);
         complete_now(d, EC(CIRCUIT_OPEN), 1, msg, 0);
-        if (next) start_dispatch(b, next);
+        if (next) start_dispatch(b, next, 0);
         return;
     }
     d->state = D_STARTING;
+    int now = may_inline && b->agent->ops->instant && b->agent->ops->instant(b->agent, &d->call);
     pthread_mutex_unlock(&d->lock);
-    ao_pool_submit(b->bs->pool, d->fair_key, start_job, d);
+    if (now) start_job(d);
+    else ao_pool_submit(b->bs->pool, d->fair_key, start_job, d);
 }
 
 int ao_backends_submit(ao_backends_t *bs, ao_dispatch_t *d)
@@ -364,7 +369,7 @@ int ao_backends_submit(ao_backends_t *bs, ao_dispatch_t *d)
     if (b->in_flight < b->cfg->max_concurrency) {
         b->in_flight++;
         pthread_mutex_unlock(&b->lock);
-        start_dispatch(b, d);
+        start_dispatch(b, d, 1);
         return 0;
     }
     if (ao_fairq_len(b->queue) >= b->cfg->max_queue) {

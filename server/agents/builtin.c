@@ -1,7 +1,8 @@
 /*
  * Builtin agents. See builtin.h.
  *
- * Threads: start runs on a pool thread; a call with latency completes on
+ * Threads: start runs on a pool thread (or, for an instant call, on the
+ * submitting thread); a call with latency completes on
  * the timer thread; cancel runs on the caller's thread under the dispatch
  * lock. A call's `state` decides, once, who completes it.
  */
@@ -271,7 +272,16 @@ static void builtin_destroy(ao_agent_t *a)
     free(a);
 }
 
-static const ao_agent_ops_t builtin_ops = {builtin_start, builtin_cancel, builtin_destroy};
+static int builtin_instant(const ao_agent_t *a, const ao_agent_call_t *call)
+{
+    const Agentos__V1__AgentTask *t = call->task;
+    const Agentos__V1__BuiltinAgent *cfg = a->cfg->builtin;
+    return !bool_param(t, "hang", cfg ? cfg->hang : 0) &&
+           !(unsigned)num_param(t, "latency_ms", cfg ? cfg->latency_ms : 0);
+}
+
+static const ao_agent_ops_t builtin_ops = {builtin_start, builtin_cancel, builtin_destroy,
+                                           builtin_instant};
 
 int ao_builtin_agent_create(const Agentos__V1__AgentBackend *cfg, struct ao_timers *timers,
                             ao_agent_t **out, ao_status_t *st)

@@ -257,7 +257,7 @@ static void grpc_destroy(ao_agent_t *a)
     cq_release();
 }
 
-static const ao_agent_ops_t grpc_ops = {grpc_start, grpc_cancel, grpc_destroy};
+static const ao_agent_ops_t grpc_ops = {grpc_start, grpc_cancel, grpc_destroy, NULL};
 
 static char *read_file(const char *what, const char *path, ao_status_t *st)
 {

@@ -483,7 +483,7 @@ static void http_destroy(ao_agent_t *a)
     free(a);
 }
 
-static const ao_agent_ops_t http_ops = {http_start, http_cancel, http_destroy};
+static const ao_agent_ops_t http_ops = {http_start, http_cancel, http_destroy, NULL};
 
 /* The URL to use, and a CONNECT_TO rule when the TLS name (server_name)
  * differs from the host in the URL. */
