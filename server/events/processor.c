@@ -55,20 +55,6 @@ struct ao_proc {
     size_t n_afters, cap_afters;
 };
 
-static ao_evref_t *evref_take(uint64_t seq, int type, const char *tenant, const char *wf,
-                              const char *task, grpc_slice bytes)
-{
-    ao_evref_t *e = ao_xcalloc(1, sizeof *e);
-    atomic_init(&e->refs, 1);
-    e->seq = seq;
-    e->type = type;
-    e->tenant = ao_xstrdup(tenant ? tenant : "");
-    e->workflow_id = ao_xstrdup(wf ? wf : "");
-    e->task_id = ao_xstrdup(task ? task : "");
-    e->bytes = bytes;
-    return e;
-}
-
 ao_proc_t *ao_proc_create(const ao_proc_options_t *opt)
 {
     ao_proc_t *p = ao_xcalloc(1, sizeof *p);
@@ -135,16 +121,16 @@ uint64_t ao_proc_emit(ao_proc_t *p, Agentos__V1__Event *ev)
         p->cap_evs = p->cap_evs ? p->cap_evs * 2 : 256;
         p->evs = ao_xrealloc(p->evs, p->cap_evs * sizeof *p->evs);
     }
-    p->evs[p->n_evs++] = evref_take(ev->seq, ev->type, ev->tenant, ev->workflow_id, ev->task_id, bytes);
+    p->evs[p->n_evs++] = ao_evref_take(ev->seq, ev->type, ev->tenant, ev->workflow_id, ev->task_id, bytes);
     return ev->seq;
 }
 
 static void put_packed(ao_proc_t *p, const char *wf, uint64_t seq, const ProtobufCMessage *m,
                        int checkpoint)
 {
-    size_t len = protobuf_c_message_get_packed_size(m);
-    uint8_t *buf = ao_xmalloc(len);
-    protobuf_c_message_pack(m, buf);
+    size_t len = m ? protobuf_c_message_get_packed_size(m) : 0;
+    uint8_t *buf = ao_xmalloc(len ? len : 1);
+    if (m) protobuf_c_message_pack(m, buf);
     if (checkpoint) ao_log_batch_put_checkpoint(p->batch, wf, seq, buf, len);
     else ao_log_batch_put_snapshot(p->batch, wf, seq, buf, len);
     free(buf);
@@ -160,6 +146,18 @@ void ao_proc_put_checkpoint(ao_proc_t *p, const char *workflow_id, uint64_t seq,
                             const ProtobufCMessage *checkpoint)
 {
     put_packed(p, workflow_id, seq, checkpoint, 1);
+}
+
+void ao_proc_put_snapshot_bytes(ao_proc_t *p, const char *workflow_id, uint64_t seq,
+                                const void *data, size_t len)
+{
+    ao_log_batch_put_snapshot(p->batch, workflow_id, seq, data, len);
+}
+
+void ao_proc_put_checkpoint_bytes(ao_proc_t *p, const char *workflow_id, uint64_t seq,
+                                  const void *data, size_t len)
+{
+    ao_log_batch_put_checkpoint(p->batch, workflow_id, seq, data, len);
 }
 
 void ao_proc_after_commit(ao_proc_t *p, ao_proc_after_fn fn, void *ud)

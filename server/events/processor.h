@@ -48,6 +48,9 @@ typedef struct ao_evref {
 /* Makes an evref from a packed event (copies data); refs starts at 1. */
 ao_evref_t *ao_evref_new(uint64_t seq, int type, const char *tenant, const char *workflow_id,
                          const char *task_id, const void *data, size_t len);
+/* The same, taking over a packed event already in a slice. */
+ao_evref_t *ao_evref_take(uint64_t seq, int type, const char *tenant, const char *workflow_id,
+                          const char *task_id, grpc_slice bytes);
 ao_evref_t *ao_evref_ref(ao_evref_t *e);
 void ao_evref_unref(ao_evref_t *e);
 
@@ -104,12 +107,19 @@ uint64_t ao_proc_durable_seq(ao_proc_t *p);
  * caller's state needs. */
 uint64_t ao_proc_emit(ao_proc_t *p, Agentos__V1__Event *ev);
 
-/* Adds a workflow snapshot / a checkpoint / a metadata value to the
- * current batch (written atomically with its events). */
+/* Adds a workflow snapshot / a checkpoint to the current batch (written
+ * atomically with its events). A NULL workflow stores an empty snapshot:
+ * "nothing before seq + 1", for a workflow whose events from seq + 1 are
+ * all of it. */
 void ao_proc_put_snapshot(ao_proc_t *p, const char *workflow_id, uint64_t seq,
                           const ProtobufCMessage *workflow);
 void ao_proc_put_checkpoint(ao_proc_t *p, const char *workflow_id, uint64_t seq,
                             const ProtobufCMessage *checkpoint);
+/* The same, already packed (data is copied). */
+void ao_proc_put_snapshot_bytes(ao_proc_t *p, const char *workflow_id, uint64_t seq,
+                                const void *data, size_t len);
+void ao_proc_put_checkpoint_bytes(ao_proc_t *p, const char *workflow_id, uint64_t seq,
+                                  const void *data, size_t len);
 
 /* Runs fn(ud) on the processor thread after the current batch is durable
  * (at once after the next commit; if nothing is pending, after the current

@@ -616,9 +616,10 @@ static void start_attempt(ao_engine_t *e, ao_wf_t *wf, uint32_t i)
             missing[n_missing++] = wf->tasks[tt->deps[k]].st->spec->id;
 
     uint32_t attempt = t->attempts + 1;
-    char nonce[9];
-    ao_random_hex(nonce, 4);
-    char *attempt_id = ao_xasprintf("%s/%s/%u-%s", wf->pb->id, t->spec->id, attempt, nonce);
+    /* The sequence number of this TASK_STARTED makes the id unique for
+     * good, also across restarts (a re-run after a crash gets a new one). */
+    char *attempt_id = ao_xasprintf("%s/%s/%u-%llx", wf->pb->id, t->spec->id, attempt,
+                                    (unsigned long long)ao_proc_next_seq(e->proc));
     /* A copy: applying TASK_STARTED replaces t->agent. */
     char *agent = ao_xstrdup(*t->agent ? t->agent : t->spec->agent);
     const Agentos__V1__AgentBackend *bc = backend_cfg(e, agent);
@@ -1636,62 +1637,127 @@ static void cancel_timers(ao_engine_t *e, ao_wf_t *wf)
 
 /* ---- checkpoints ------------------------------------------------------------------------- */
 
-static Agentos__V1__TaskState *restart_copy(const Agentos__V1__TaskState *t)
+/* A checkpoint built as a view of the workflow's state: the message and its
+ * arrays are the view's own, everything they point to (task states, specs,
+ * findings, strings) is borrowed from the workflow. Packing it costs what
+ * the checkpoint holds; nothing is copied. Freed with view_free, never with
+ * free_unpacked. */
+typedef struct ckpt_view {
+    Agentos__V1__Checkpoint c;
+    char id[32];
+    Agentos__V1__Decision *decisions; /* the structs behind c.decisions */
+    Agentos__V1__TaskState *added;    /* the structs behind c.added_tasks */
+    uint32_t *completed;              /* task indexes of c.completed_tasks */
+} ckpt_view_t;
+
+static void view_free(ckpt_view_t *v)
 {
-    Agentos__V1__TaskState *c = ao_xmalloc(sizeof *c);
-    agentos__v1__task_state__init(c);
-    c->spec = AO_PB_CLONE(Agentos__V1__TaskSpec, t->spec);
-    c->status = TS(PENDING);
-    ao_pb_set_str(&c->agent, t->spec->agent);
-    ao_pb_set_str(&c->parent_task_id, t->parent_task_id);
-    c->depth = t->depth;
-    ao_pb_set_str(&c->area, t->area);
-    c->stage = t->stage;
-    return c;
+    if (!v) return;
+    free(v->c.decisions);
+    free(v->decisions);
+    free(v->c.completed_tasks);
+    free(v->c.next_steps);
+    free(v->c.added_tasks);
+    free(v->added);
+    free(v->completed);
+    free(v->c.key_findings);
+    free(v);
+}
+
+/* The view packed, its completed tasks from the workflow's cache of packed
+ * task states (a finished task is packed once however many checkpoints
+ * hold it). malloc'd; *len gets the length. */
+static uint8_t *view_pack(ao_wf_t *wf, ckpt_view_t *v, size_t *len)
+{
+    static uint32_t field;
+    if (!field)
+        field = protobuf_c_message_descriptor_get_field_by_name(&agentos__v1__checkpoint__descriptor,
+                                                                "completed_tasks")
+                    ->id;
+    Agentos__V1__Checkpoint *c = &v->c;
+    size_t n = c->n_completed_tasks, total = 0;
+    for (size_t k = 0; k < n; k++) {
+        size_t tl;
+        ao_wf_task_packed(wf, v->completed[k], &tl);
+        total += ao_pb_field_size(field, tl);
+    }
+    c->n_completed_tasks = 0;
+    size_t head = protobuf_c_message_get_packed_size(&c->base);
+    uint8_t *buf = ao_xmalloc(head + total + 1);
+    protobuf_c_message_pack(&c->base, buf);
+    c->n_completed_tasks = n;
+    size_t pos = head;
+    for (size_t k = 0; k < n; k++) {
+        size_t tl;
+        const uint8_t *tb = ao_wf_task_packed(wf, v->completed[k], &tl);
+        pos += ao_pb_put_field(buf + pos, field, tb, tl);
+    }
+    *len = pos;
+    return buf;
 }
 
 /* The checkpoint of the workflow's current state (design note,
- * "Checkpointing Strategy"). The caller frees it. */
-static Agentos__V1__Checkpoint *build_checkpoint(ao_wf_t *wf, uint64_t seq, const char *reason,
-                                                 const char *note)
+ * "Checkpointing Strategy"): decisions, completed tasks with their results,
+ * key findings (merged), next steps; a generated task not yet done is kept
+ * as it would restart (pending, no attempts). The view borrows from wf:
+ * use it before wf changes. */
+static ckpt_view_t *build_checkpoint(ao_wf_t *wf, uint64_t seq, const char *reason,
+                                     const char *note)
 {
-    Agentos__V1__Checkpoint *c = ao_xmalloc(sizeof *c);
+    ckpt_view_t *v = ao_xcalloc(1, sizeof *v);
+    Agentos__V1__Checkpoint *c = &v->c;
     agentos__v1__checkpoint__init(c);
-    char *id = ao_xasprintf("ckpt-%llu", (unsigned long long)seq);
-    ao_pb_set_str(&c->id, id);
-    free(id);
-    ao_pb_set_str(&c->workflow_id, wf->pb->id);
-    ao_pb_set_str(&c->tenant, wf->pb->tenant);
+    snprintf(v->id, sizeof v->id, "ckpt-%llu", (unsigned long long)seq);
+    c->id = v->id;
+    c->workflow_id = wf->pb->id;
+    c->tenant = wf->pb->tenant;
     c->seq = seq;
     c->created_unix_ms = ao_now_ms();
-    ao_pb_set_str(&c->reason, reason);
-    ao_pb_set_str(&c->note, note);
+    c->reason = (char *)reason;
+    c->note = (char *)note;
     c->status = wf->pb->status;
-    if (wf->pb->usage) c->usage = AO_PB_CLONE(Agentos__V1__Usage, wf->pb->usage);
-    size_t n = ao_wf_ntasks(wf), nf = wf->pb->n_findings;
+    c->usage = wf->pb->usage;
+    size_t n = ao_wf_ntasks(wf), nf = wf->pb->n_findings, nd = 0;
+    for (size_t i = 0; i < n; i++) nd += wf->tasks[i].st->n_decisions;
+    /* Sized once: no array grows while the view is built. */
+    c->decisions = ao_xcalloc(nd ? nd : 1, sizeof *c->decisions);
+    v->decisions = ao_xcalloc(nd ? nd : 1, sizeof *v->decisions);
+    c->completed_tasks = ao_xcalloc(n ? n : 1, sizeof *c->completed_tasks);
+    v->completed = ao_xcalloc(n ? n : 1, sizeof *v->completed);
+    c->next_steps = ao_xcalloc(n ? n : 1, sizeof *c->next_steps);
+    c->added_tasks = ao_xcalloc(n ? n : 1, sizeof *c->added_tasks);
+    v->added = ao_xcalloc(n ? n : 1, sizeof *v->added);
     for (size_t i = 0; i < n; i++) {
-        const Agentos__V1__TaskState *t = wf->tasks[i].st;
+        Agentos__V1__TaskState *t = wf->tasks[i].st;
         for (size_t k = 0; k < t->n_decisions; k++) {
-            Agentos__V1__Decision **d = ao_pb_push(&c->decisions, &c->n_decisions, sizeof *d);
-            *d = ao_xmalloc(sizeof **d);
-            agentos__v1__decision__init(*d);
-            ao_pb_set_str(&(*d)->task_id, t->spec->id);
-            ao_pb_set_str(&(*d)->text, t->decisions[k]);
+            Agentos__V1__Decision *d = &v->decisions[c->n_decisions];
+            agentos__v1__decision__init(d);
+            d->task_id = t->spec->id;
+            d->text = t->decisions[k];
+            c->decisions[c->n_decisions++] = d;
         }
         if (t->status == TS(SUCCEEDED)) {
-            Agentos__V1__TaskState **s = ao_pb_push(&c->completed_tasks, &c->n_completed_tasks, sizeof *s);
-            *s = AO_PB_CLONE(Agentos__V1__TaskState, t);
+            v->completed[c->n_completed_tasks] = (uint32_t)i;
+            c->completed_tasks[c->n_completed_tasks++] = t;
             nf += t->n_findings;
         } else {
-            ao_pb_push_str(&c->next_steps, &c->n_next_steps, t->spec->id);
+            c->next_steps[c->n_next_steps++] = t->spec->id;
             if (*t->parent_task_id) {
-                Agentos__V1__TaskState **s = ao_pb_push(&c->added_tasks, &c->n_added_tasks, sizeof *s);
-                *s = restart_copy(t);
+                Agentos__V1__TaskState *r = &v->added[c->n_added_tasks];
+                agentos__v1__task_state__init(r);
+                r->spec = t->spec;
+                r->status = TS(PENDING);
+                r->agent = t->spec->agent;
+                r->parent_task_id = t->parent_task_id;
+                r->depth = t->depth;
+                r->area = t->area;
+                r->stage = t->stage;
+                c->added_tasks[c->n_added_tasks++] = r;
             }
         }
     }
     const Agentos__V1__Finding **all = ao_xcalloc(nf ? nf : 1, sizeof *all);
-    const Agentos__V1__Finding **merged = ao_xcalloc(nf ? nf : 1, sizeof *merged);
+    c->key_findings = ao_xcalloc(nf ? nf : 1, sizeof *c->key_findings);
     size_t m = 0;
     for (size_t k = 0; k < wf->pb->n_findings; k++) all[m++] = wf->pb->findings[k];
     for (size_t i = 0; i < n; i++) {
@@ -1699,14 +1765,10 @@ static Agentos__V1__Checkpoint *build_checkpoint(ao_wf_t *wf, uint64_t seq, cons
         if (t->status == TS(SUCCEEDED))
             for (size_t k = 0; k < t->n_findings; k++) all[m++] = t->findings[k];
     }
-    size_t nm = ao_findings_merge(all, m, merged, NULL, NULL);
-    for (size_t k = 0; k < nm; k++) {
-        Agentos__V1__Finding **f = ao_pb_push(&c->key_findings, &c->n_key_findings, sizeof *f);
-        *f = AO_PB_CLONE(Agentos__V1__Finding, merged[k]);
-    }
+    c->n_key_findings =
+        ao_findings_merge(all, m, (const Agentos__V1__Finding **)c->key_findings, NULL, NULL);
     free(all);
-    free(merged);
-    return c;
+    return v;
 }
 
 int ao_engine_checkpoint(ao_engine_t *e, ao_wf_t *wf, const char *reason, const char *note,
@@ -1714,22 +1776,28 @@ int ao_engine_checkpoint(ao_engine_t *e, ao_wf_t *wf, const char *reason, const 
 {
     (void)st;
     uint64_t seq = ao_proc_next_seq(e->proc);
-    Agentos__V1__Checkpoint *c = build_checkpoint(wf, seq, reason, note ? note : "");
+    ckpt_view_t *v = build_checkpoint(wf, seq, reason, note ? note : "");
     EVENT(ev, ET(CHECKPOINT_SAVED), NULL);
     Agentos__V1__CheckpointSaved cs = AGENTOS__V1__CHECKPOINT_SAVED__INIT;
-    cs.checkpoint_id = c->id;
+    cs.checkpoint_id = v->c.id;
     cs.reason = (char *)reason;
-    cs.completed_tasks = (uint32_t)c->n_completed_tasks;
-    cs.next_steps = (uint32_t)c->n_next_steps;
+    cs.completed_tasks = (uint32_t)v->c.n_completed_tasks;
+    cs.next_steps = (uint32_t)v->c.n_next_steps;
     ev.payload_case = PAY(CHECKPOINT_SAVED);
     ev.checkpoint_saved = &cs;
     uint64_t got = emit(e, wf, &ev);
     if (got != seq) ao_fatal("checkpoint sequence mismatch (%llu != %llu)", (unsigned long long)got,
                              (unsigned long long)seq);
-    ao_proc_put_checkpoint(e->proc, wf->pb->id, seq, &c->base);
-    ao_proc_put_snapshot(e->proc, wf->pb->id, wf->pb->last_seq, &wf->pb->base);
-    if (out) *out = c;
-    else ao_pb_free(c);
+    /* The view still holds: applying CHECKPOINT_SAVED changes counters only. */
+    size_t len;
+    uint8_t *bytes = view_pack(wf, v, &len);
+    ao_proc_put_checkpoint_bytes(e->proc, wf->pb->id, seq, bytes, len);
+    free(bytes);
+    bytes = ao_wf_pack(wf, &len);
+    ao_proc_put_snapshot_bytes(e->proc, wf->pb->id, wf->pb->last_seq, bytes, len);
+    free(bytes);
+    if (out) *out = AO_PB_CLONE(Agentos__V1__Checkpoint, &v->c);
+    view_free(v);
     return 0;
 }
 
@@ -1849,16 +1917,24 @@ typedef struct load_ctx {
 static int load_snapshot(void *ud, const char *wf_id, uint64_t seq, const void *data, size_t len)
 {
     load_ctx_t *c = ud;
-    Agentos__V1__Workflow *pb = agentos__v1__workflow__unpack(NULL, len, data);
-    if (!pb) {
-        c->rc = ao_status_set(c->st, AO_ECORRUPT, "the snapshot of workflow %s does not decode", wf_id);
-        return 1;
+    ao_wf_t *wf = NULL;
+    /* Empty: written at submit, the workflow is its events from seq + 1. */
+    if (len) {
+        Agentos__V1__Workflow *pb = agentos__v1__workflow__unpack(NULL, len, data);
+        if (!pb) {
+            c->rc = ao_status_set(c->st, AO_ECORRUPT, "the snapshot of workflow %s does not decode", wf_id);
+            return 1;
+        }
+        if ((c->rc = ao_wf_from_snapshot(pb, &wf, c->st))) return 1;
     }
-    ao_wf_t *wf;
-    if ((c->rc = ao_wf_from_snapshot(pb, &wf, c->st))) return 1;
-    if (!ao_wf_status_terminal(wf->pb->status)) {
+    if (!wf || !ao_wf_status_terminal(wf->pb->status)) {
         replay_ctx_t r = {wf, NULL, wf_id, c->st, 0};
         int rc = ao_log_read_workflow(c->e->log, wf_id, seq + 1, UINT64_MAX, 0, replay_event, &r, c->st);
+        wf = r.wf;
+        if (!rc && !r.rc && !wf)
+            r.rc = ao_status_set(c->st, AO_ECORRUPT,
+                                 "workflow %s has an empty snapshot at %llu but no events after it",
+                                 wf_id, (unsigned long long)seq);
         if (rc || r.rc) {
             ao_wf_free(wf);
             c->rc = rc ? rc : r.rc;
@@ -2056,7 +2132,10 @@ int ao_engine_submit(ao_engine_t *e, const char *tenant, const Agentos__V1__Work
     free(id);
     if (rc) ao_fatal("a validated workflow could not be created: %s", st->msg);
     add_workflow(e, wf);
-    ao_proc_put_snapshot(e->proc, wf->pb->id, *seq, &wf->pb->base);
+    /* An empty snapshot as of the event before: recovery finds the workflow
+     * and rebuilds it from its WORKFLOW_SUBMITTED, which holds the spec
+     * already (a full snapshot here would pack the workflow twice). */
+    ao_proc_put_snapshot(e->proc, wf->pb->id, *seq - 1, NULL);
     arm_wall_timers(e, wf);
     mark_dirty(e, wf);
     *out = wf;
@@ -2110,8 +2189,11 @@ int ao_engine_resume(ao_engine_t *e, ao_wf_t *wf, const Agentos__V1__Checkpoint 
         if (o->max_attempts > 100)
             return ao_status_set(st, AO_EINVAL, "overrides[%zu].max_attempts: at most 100", k);
     }
-    Agentos__V1__Checkpoint *own = NULL;
-    if (!from) from = own = build_checkpoint(wf, ao_proc_next_seq(e->proc), "resume", "");
+    ckpt_view_t *own = NULL;
+    if (!from) {
+        own = build_checkpoint(wf, ao_proc_next_seq(e->proc), "resume", "");
+        from = &own->c;
+    }
     char **rerun = NULL;
     size_t n_rerun = 0;
     for (size_t i = 0; i < ao_wf_ntasks(wf); i++) {
@@ -2135,7 +2217,7 @@ int ao_engine_resume(ao_engine_t *e, ao_wf_t *wf, const Agentos__V1__Checkpoint 
     *seq = emit(e, wf, &ev);
     atomic_fetch_add(&e->active, 1);
     ao_pb_free_strs(&rerun, &n_rerun);
-    ao_pb_free(own);
+    view_free(own);
     arm_wall_timers(e, wf);
     AO_INFO("engine", "workflow resumed id=%s checkpoint=%s", wf->pb->id,
             wr.checkpoint_id[0] ? wr.checkpoint_id : "(latest state)");

@@ -67,6 +67,49 @@ void ao_usage_add(Agentos__V1__Usage **acc, const Agentos__V1__Usage *u)
     a->wall_time_ms += u->wall_time_ms;
 }
 
+const uint8_t *ao_wf_task_packed(ao_wf_t *wf, uint32_t i, size_t *len)
+{
+    ao_task_t *t = &wf->tasks[i];
+    if (!t->packed) {
+        t->packed_len = protobuf_c_message_get_packed_size(&t->st->base);
+        t->packed = ao_xmalloc(t->packed_len ? t->packed_len : 1);
+        protobuf_c_message_pack(&t->st->base, t->packed);
+    }
+    *len = t->packed_len;
+    return t->packed;
+}
+
+uint8_t *ao_wf_pack(ao_wf_t *wf, size_t *len)
+{
+    static uint32_t tasks_field;
+    if (!tasks_field)
+        tasks_field = protobuf_c_message_descriptor_get_field_by_name(&agentos__v1__workflow__descriptor,
+                                                                      "tasks")
+                          ->id;
+    Agentos__V1__Workflow *pb = wf->pb;
+    size_t n = pb->n_tasks, total = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        size_t tl;
+        ao_wf_task_packed(wf, i, &tl);
+        total += ao_pb_field_size(tasks_field, tl);
+    }
+    /* The rest of the workflow as protobuf-c packs it, then the tasks as
+     * repeated field entries (a parser takes fields in any order). */
+    Agentos__V1__TaskState **tasks = pb->tasks;
+    pb->tasks = NULL;
+    pb->n_tasks = 0;
+    size_t head = protobuf_c_message_get_packed_size(&pb->base);
+    uint8_t *buf = ao_xmalloc(head + total + 1);
+    protobuf_c_message_pack(&pb->base, buf);
+    pb->tasks = tasks;
+    pb->n_tasks = n;
+    size_t pos = head;
+    for (uint32_t i = 0; i < n; i++)
+        pos += ao_pb_put_field(buf + pos, tasks_field, wf->tasks[i].packed, wf->tasks[i].packed_len);
+    *len = pos;
+    return buf;
+}
+
 int32_t ao_wf_find(const ao_wf_t *wf, const char *task_id)
 {
     json_t *v = json_object_get(wf->index, task_id);
@@ -75,11 +118,21 @@ int32_t ao_wf_find(const ao_wf_t *wf, const char *task_id)
 
 /* ---- indexes ------------------------------------------------------------- */
 
+static void drop_packed(ao_task_t *t)
+{
+    free(t->packed);
+    t->packed = NULL;
+    t->packed_len = 0;
+}
+
 static void free_index(ao_wf_t *wf)
 {
-    for (size_t i = 0; i < wf->pb->n_tasks && wf->tasks; i++) {
+    /* Every slot: pb->n_tasks may already count another list of tasks (a
+     * resume replaces them before rebuilding); unused slots are zero. */
+    for (size_t i = 0; i < wf->cap_tasks && wf->tasks; i++) {
         free(wf->tasks[i].deps);
         free(wf->tasks[i].dependents);
+        drop_packed(&wf->tasks[i]);
     }
     free(wf->tasks);
     wf->tasks = NULL;
@@ -275,12 +328,10 @@ int ao_wf_create(const Agentos__V1__Event *ev, ao_wf_t **out, ao_status_t *st)
     ao_pb_set_str(&pb->tenant, ev->tenant);
     ao_pb_set_str(&pb->request_id, ev->workflow_submitted->request_id);
     /* The spec without its tasks: those live in tasks[].spec. */
-    Agentos__V1__WorkflowSpec *s = AO_PB_CLONE(Agentos__V1__WorkflowSpec, spec);
-    for (size_t i = 0; i < s->n_tasks; i++) ao_pb_free(s->tasks[i]);
-    free(s->tasks);
-    s->tasks = NULL;
-    s->n_tasks = 0;
-    pb->spec = s;
+    Agentos__V1__WorkflowSpec view = *spec;
+    view.tasks = NULL;
+    view.n_tasks = 0;
+    pb->spec = AO_PB_CLONE(Agentos__V1__WorkflowSpec, &view);
     pb->status = WS(RUNNING);
     pb->created_unix_ms = ev->time_unix_ms;
     pb->started_unix_ms = ev->time_unix_ms;
@@ -461,7 +512,8 @@ static void apply_override(Agentos__V1__TaskState *t, const Agentos__V1__TaskOve
 }
 
 /* Resets the workflow to a checkpoint: completed tasks keep their results,
- * every other task starts over. */
+ * every other task starts over. The checkpoint may borrow from this state:
+ * everything is copied out of it before the old state is freed. */
 static int apply_resumed(ao_wf_t *wf, const Agentos__V1__Event *ev, ao_status_t *st)
 {
     const Agentos__V1__WorkflowResumed *r = ev->resumed;
@@ -502,9 +554,15 @@ static int apply_resumed(ao_wf_t *wf, const Agentos__V1__Event *ev, ao_status_t 
             if (!strcmp(nt[i]->spec->id, r->overrides[k]->task_id) && nt[i]->status != TS(SUCCEEDED))
                 apply_override(nt[i], r->overrides[k]);
     }
-    clear_findings(&pb->findings, &pb->n_findings);
+    /* Copied before the old ones go: the checkpoint may point into this
+     * very state (the engine resumes from a view of the latest state). */
+    Agentos__V1__Finding **kept = NULL;
+    size_t n_kept = 0;
     for (size_t i = 0; i < c->n_key_findings; i++)
-        push_finding(&pb->findings, &pb->n_findings, c->key_findings[i], NULL, 0);
+        push_finding(&kept, &n_kept, c->key_findings[i], NULL, 0);
+    clear_findings(&pb->findings, &pb->n_findings);
+    pb->findings = kept;
+    pb->n_findings = n_kept;
     if (r->budget) {
         ao_pb_free(pb->spec->budget);
         pb->spec->budget = AO_PB_CLONE(Agentos__V1__Budget, r->budget);
@@ -575,6 +633,12 @@ int ao_wf_apply(ao_wf_t *wf, const Agentos__V1__Event *ev, ao_status_t *st)
     int32_t i = -1;
     int rc = 0;
     Agentos__V1__TaskState *t = NULL;
+    /* The task an event names is the task it may change (a budget event
+     * may name another: below); the rest change every task and rebuild. */
+    if (*ev->task_id) {
+        int32_t k = ao_wf_find(wf, ev->task_id);
+        if (k >= 0) drop_packed(&wf->tasks[k]);
+    }
 
     switch (ev->type) {
     case ET(WORKFLOW_SUBMITTED):
@@ -777,6 +841,7 @@ int ao_wf_apply(ao_wf_t *wf, const Agentos__V1__Event *ev, ao_status_t *st)
         if (*b->task_id) {
             int32_t k = ao_wf_find(wf, b->task_id);
             if (k >= 0) {
+                drop_packed(&wf->tasks[k]);
                 Agentos__V1__TaskState *bt = pb->tasks[k];
                 int have = 0;
                 for (size_t j = 0; j < bt->n_warned; j++)

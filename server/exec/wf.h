@@ -44,6 +44,12 @@ typedef struct ao_task {
      * the pending retry timer. */
     struct ao_attempt *inflight;
     uint64_t timer;
+    /* The task state packed (NULL: not yet, or changed since): snapshots
+     * and checkpoints reuse it, so that a task that no longer changes is
+     * packed once, not at every checkpoint. ao_wf_apply drops it whenever
+     * an event changes the task. */
+    uint8_t *packed;
+    size_t packed_len;
 } ao_task_t;
 
 /* A list of task indexes. */
@@ -83,6 +89,15 @@ void ao_wf_free(ao_wf_t *wf);
 /* Applies one event of this workflow. AO_ECORRUPT if the event does not fit
  * the state (unknown task, wrong workflow). */
 int ao_wf_apply(ao_wf_t *wf, const Agentos__V1__Event *ev, ao_status_t *st);
+
+/* Task i's state packed (agentos.v1.TaskState), cached until the task
+ * changes; borrowed, valid until the next ao_wf_apply. */
+const uint8_t *ao_wf_task_packed(ao_wf_t *wf, uint32_t i, size_t *len);
+
+/* The workflow packed as an agentos.v1.Workflow (what snapshots hold),
+ * with its tasks from the cache. Returns malloc'd bytes (caller frees) and
+ * their length in *len. */
+uint8_t *ao_wf_pack(ao_wf_t *wf, size_t *len);
 
 /* The index of a task, or -1. */
 int32_t ao_wf_find(const ao_wf_t *wf, const char *task_id);

@@ -41,12 +41,38 @@ static ao_wf_t *make(const char *spec_json)
     return wf;
 }
 
+/* ao_wf_pack (tasks from the cache of packed task states) must give the
+ * state protobuf-c packs from scratch: decoded, they pack the same. */
+static void check_pack(ao_wf_t *wf)
+{
+    size_t len;
+    uint8_t *cached = ao_wf_pack(wf, &len);
+    Agentos__V1__Workflow *back = agentos__v1__workflow__unpack(NULL, len, cached);
+    assert_non_null(back);
+    size_t la = protobuf_c_message_get_packed_size(&wf->pb->base);
+    size_t lb = protobuf_c_message_get_packed_size(&back->base);
+    uint8_t *a = malloc(la + 1), *b = malloc(lb + 1);
+    protobuf_c_message_pack(&wf->pb->base, a);
+    protobuf_c_message_pack(&back->base, b);
+    assert_int_equal(la, lb);
+    if (memcmp(a, b, la)) fail_msg("a snapshot from the cache differs from the state after event %llu",
+                                   (unsigned long long)wf->pb->last_seq);
+    free(a);
+    free(b);
+    free(cached);
+    protobuf_c_message_free_unpacked(&back->base, NULL);
+}
+
+/* Applies an event with every task's packed state cached before, so that
+ * a cache entry the event should have dropped shows up in check_pack. */
 static void apply(ao_wf_t *wf, Agentos__V1__Event *ev)
 {
     ao_status_t st;
     ev->seq = ++seq;
     ev->workflow_id = "wf-1";
+    free(ao_wf_pack(wf, &(size_t){0}));
     if (ao_wf_apply(wf, ev, &st)) fail_msg("%s", st.msg);
+    check_pack(wf);
 }
 
 static void started(ao_wf_t *wf, const char *task)
@@ -303,13 +329,27 @@ static void test_resume_keeps_completed(void **state)
     apply(wf, &done);
     assert_int_equal(wf->pb->status, WS(FAILED));
 
+    /* A workflow-level finding, to be kept as a key finding. */
+    Agentos__V1__Event fe = AGENTOS__V1__EVENT__INIT;
+    Agentos__V1__Finding f = AGENTOS__V1__FINDING__INIT;
+    f.key = "revenue";
+    f.value = "growing";
+    f.confidence = 0.7;
+    fe.type = ET(FINDING_PUBLISHED);
+    fe.payload_case = AGENTOS__V1__EVENT__PAYLOAD_FINDING;
+    fe.finding = &f;
+    apply(wf, &fe);
+
     /* A checkpoint with financial completed; resume with a longer timeout
-     * for legal. */
+     * for legal. Like the engine's view of the latest state, it points into
+     * the state it resets (its task and its findings). */
     Agentos__V1__Checkpoint ck = AGENTOS__V1__CHECKPOINT__INIT;
     Agentos__V1__TaskState *fin = wf->tasks[ao_wf_find(wf, "financial")].st;
     Agentos__V1__TaskState *completed[] = {fin};
     ck.completed_tasks = completed;
     ck.n_completed_tasks = 1;
+    ck.key_findings = wf->pb->findings;
+    ck.n_key_findings = wf->pb->n_findings;
     ck.workflow_id = "wf-1";
     Agentos__V1__TaskOverride o = AGENTOS__V1__TASK_OVERRIDE__INIT;
     o.task_id = "legal";
@@ -337,8 +377,35 @@ static void test_resume_keeps_completed(void **state)
     assert_true(in_list(&wf->ready, wf, "legal"));
     assert_true(in_list(&wf->ready, wf, "market"));
     assert_false(in_list(&wf->ready, wf, "financial"));
-    /* Usage spent before the resume is kept. */
+    /* Usage spent before the resume is kept, and the key findings. */
     assert_int_equal(wf->pb->usage->total_tokens, 10);
+    assert_int_equal(wf->pb->n_findings, 1);
+    assert_string_equal(wf->pb->findings[0]->key, "revenue");
+    assert_string_equal(wf->pb->findings[0]->value, "growing");
+    ao_wf_free(wf);
+}
+
+/* A budget event names the task whose budget it is, which need not be the
+ * event's task: that task's cached state must be dropped too. */
+static void test_budget_event_of_another_task(void **state)
+{
+    (void)state;
+    ao_wf_t *wf = make(acquisition);
+    started(wf, "financial");
+    Agentos__V1__Event ev = AGENTOS__V1__EVENT__INIT;
+    Agentos__V1__BudgetEvent b = AGENTOS__V1__BUDGET_EVENT__INIT;
+    b.task_id = "legal";
+    b.dimension = AGENTOS__V1__BUDGET_DIMENSION__BUDGET_DIMENSION_TOKENS;
+    b.policy = AGENTOS__V1__BUDGET_POLICY__BUDGET_POLICY_WARN_ONLY;
+    ev.type = ET(BUDGET_WARNING);
+    ev.task_id = "financial";
+    ev.payload_case = AGENTOS__V1__EVENT__PAYLOAD_BUDGET;
+    ev.budget = &b;
+    apply(wf, &ev);
+    assert_int_equal(wf->tasks[ao_wf_find(wf, "legal")].st->n_warned, 1);
+    ev.type = ET(BUDGET_EXCEEDED);
+    apply(wf, &ev);
+    assert_int_equal(wf->tasks[ao_wf_find(wf, "legal")].st->n_exceeded, 1);
     ao_wf_free(wf);
 }
 
@@ -369,6 +436,7 @@ int main(void)
         cmocka_unit_test(test_plan_children_hold_dependents),
         cmocka_unit_test(test_snapshot_with_unsettled_children),
         cmocka_unit_test(test_resume_keeps_completed),
+        cmocka_unit_test(test_budget_event_of_another_task),
         cmocka_unit_test(test_corrupt_events_rejected),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
