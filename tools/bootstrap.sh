@@ -13,6 +13,12 @@ packages=(
   bazel-bootstrap
 )
 
+# Node.js and npm for the Node client tests: Debian's, unless a node and an
+# npm are on PATH already (from any source).
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  packages+=(nodejs npm)
+fi
+
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
@@ -37,6 +43,7 @@ if [ -f "$node_dir/package.json" ] && [ ! -d "$node_dir/node_modules/@grpc/grpc-
     echo "bootstrap: npm install in examples/clients/node"
     (cd "$node_dir" && npm install --no-audit --no-fund --loglevel=error >/dev/null)
   else
-    echo "bootstrap: npm not found; the Node client tests will be skipped" >&2
+    echo "bootstrap: npm not found after installing it" >&2
+    exit 1
   fi
 fi
