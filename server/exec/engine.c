@@ -2196,13 +2196,12 @@ int ao_engine_resume(ao_engine_t *e, ao_wf_t *wf, const Agentos__V1__Checkpoint 
     }
     char **rerun = NULL;
     size_t n_rerun = 0;
+    json_t *kept = ao_wf_resume_kept(from);
     for (size_t i = 0; i < ao_wf_ntasks(wf); i++) {
         const char *id = wf->tasks[i].st->spec->id;
-        int done = 0;
-        for (size_t k = 0; k < from->n_completed_tasks && !done; k++)
-            done = !strcmp(from->completed_tasks[k]->spec->id, id);
-        if (!done) ao_pb_push_str(&rerun, &n_rerun, id);
+        if (!json_object_get(kept, id)) ao_pb_push_str(&rerun, &n_rerun, id);
     }
+    json_decref(kept);
     EVENT(ev, ET(WORKFLOW_RESUMED), NULL);
     Agentos__V1__WorkflowResumed wr = AGENTOS__V1__WORKFLOW_RESUMED__INIT;
     wr.checkpoint_id = own ? "" : from->id;
@@ -2215,6 +2214,12 @@ int ao_engine_resume(ao_engine_t *e, ao_wf_t *wf, const Agentos__V1__Checkpoint 
     ev.payload_case = PAY(RESUMED);
     ev.resumed = &wr;
     *seq = emit(e, wf, &ev);
+    /* The stored snapshot says the workflow finished: recovery would not
+     * replay past it. A snapshot of the resumed state goes with the event. */
+    size_t len;
+    uint8_t *bytes = ao_wf_pack(wf, &len);
+    ao_proc_put_snapshot_bytes(e->proc, wf->pb->id, wf->pb->last_seq, bytes, len);
+    free(bytes);
     atomic_fetch_add(&e->active, 1);
     ao_pb_free_strs(&rerun, &n_rerun);
     view_free(own);

@@ -475,12 +475,35 @@ static void clear_findings(Agentos__V1__Finding ***arr, size_t *n)
 
 /* ---- resume ----------------------------------------------------------------- */
 
-static const Agentos__V1__TaskState *ckpt_find(Agentos__V1__TaskState **arr, size_t n,
-                                                const char *id)
+json_t *ao_wf_resume_kept(const Agentos__V1__Checkpoint *c)
 {
-    for (size_t i = 0; i < n; i++)
-        if (arr[i]->spec && !strcmp(arr[i]->spec->id, id)) return arr[i];
-    return NULL;
+    json_t *kept = json_object();
+    for (size_t i = 0; i < c->n_completed_tasks; i++)
+        if (c->completed_tasks[i]->spec)
+            json_object_set_new(kept, c->completed_tasks[i]->spec->id,
+                                json_integer((json_int_t)(intptr_t)c->completed_tasks[i]));
+    /* Drop, until nothing changes, every task with a dependency that runs
+     * again: its input will be made again. */
+    for (int changed = 1; changed;) {
+        changed = 0;
+        for (size_t i = 0; i < c->n_completed_tasks; i++) {
+            const Agentos__V1__TaskSpec *s = c->completed_tasks[i]->spec;
+            if (!s || !json_object_get(kept, s->id)) continue;
+            for (size_t k = 0; k < s->n_depends_on; k++) {
+                if (json_object_get(kept, s->depends_on[k])) continue;
+                json_object_del(kept, s->id);
+                changed = 1;
+                break;
+            }
+        }
+    }
+    return kept;
+}
+
+static const Agentos__V1__TaskState *kept_task(json_t *kept, const char *id)
+{
+    json_t *v = json_object_get(kept, id);
+    return v ? (const Agentos__V1__TaskState *)(intptr_t)json_integer_value(v) : NULL;
 }
 
 static Agentos__V1__TaskState *fresh_copy(const Agentos__V1__TaskState *t)
@@ -511,8 +534,8 @@ static void apply_override(Agentos__V1__TaskState *t, const Agentos__V1__TaskOve
     }
 }
 
-/* Resets the workflow to a checkpoint: completed tasks keep their results,
- * every other task starts over. The checkpoint may borrow from this state:
+/* Resets the workflow to a checkpoint: completed tasks keep their results
+ * (unless a dependency of theirs runs again), every other task starts over. The checkpoint may borrow from this state:
  * everything is copied out of it before the old state is freed. */
 static int apply_resumed(ao_wf_t *wf, const Agentos__V1__Event *ev, ao_status_t *st)
 {
@@ -520,24 +543,38 @@ static int apply_resumed(ao_wf_t *wf, const Agentos__V1__Event *ev, ao_status_t 
     const Agentos__V1__Checkpoint *c = r->checkpoint;
     if (!c) return ao_status_set(st, AO_ECORRUPT, "WORKFLOW_RESUMED %llu without a checkpoint",
                                  (unsigned long long)ev->seq);
+    /* Everything kept from the checkpoint is copied before the old state
+     * goes: the checkpoint may point into this very state (the engine
+     * resumes from a view of the latest state: its key findings are the
+     * tasks' and the workflow's own). */
+    Agentos__V1__Finding **findings = NULL;
+    size_t n_findings = 0;
+    for (size_t i = 0; i < c->n_key_findings; i++)
+        push_finding(&findings, &n_findings, c->key_findings[i], NULL, 0);
     Agentos__V1__Workflow *pb = wf->pb;
     size_t old_n = pb->n_tasks;
     Agentos__V1__TaskState **old = pb->tasks;
     Agentos__V1__TaskState **nt = ao_xcalloc(old_n + c->n_added_tasks + c->n_completed_tasks + 1,
                                              sizeof *nt);
     size_t n = 0;
+    json_t *kept = ao_wf_resume_kept(c);
     /* The submitted tasks, in order. */
     for (size_t i = 0; i < old_n; i++) {
         if (*old[i]->parent_task_id) continue;
-        const Agentos__V1__TaskState *done = ckpt_find(c->completed_tasks, c->n_completed_tasks,
-                                                       old[i]->spec->id);
+        const Agentos__V1__TaskState *done = kept_task(kept, old[i]->spec->id);
         nt[n++] = done ? AO_PB_CLONE(Agentos__V1__TaskState, done) : fresh_copy(old[i]);
     }
-    /* Generated tasks: completed ones, then those still to run. */
-    for (size_t i = 0; i < c->n_completed_tasks; i++)
-        if (*c->completed_tasks[i]->parent_task_id)
-            nt[n++] = AO_PB_CLONE(Agentos__V1__TaskState, c->completed_tasks[i]);
+    /* Generated tasks: those kept, then those to run (again). */
+    for (size_t i = 0; i < c->n_completed_tasks; i++) {
+        const Agentos__V1__TaskState *t = c->completed_tasks[i];
+        if (*t->parent_task_id && kept_task(kept, t->spec->id)) nt[n++] = AO_PB_CLONE(Agentos__V1__TaskState, t);
+    }
+    for (size_t i = 0; i < c->n_completed_tasks; i++) {
+        const Agentos__V1__TaskState *t = c->completed_tasks[i];
+        if (*t->parent_task_id && !kept_task(kept, t->spec->id)) nt[n++] = fresh_copy(t);
+    }
     for (size_t i = 0; i < c->n_added_tasks; i++) nt[n++] = fresh_copy(c->added_tasks[i]);
+    json_decref(kept);
     for (size_t i = 0; i < old_n; i++) ao_pb_free(old[i]);
     free(old);
     pb->tasks = nt;
@@ -554,15 +591,9 @@ static int apply_resumed(ao_wf_t *wf, const Agentos__V1__Event *ev, ao_status_t 
             if (!strcmp(nt[i]->spec->id, r->overrides[k]->task_id) && nt[i]->status != TS(SUCCEEDED))
                 apply_override(nt[i], r->overrides[k]);
     }
-    /* Copied before the old ones go: the checkpoint may point into this
-     * very state (the engine resumes from a view of the latest state). */
-    Agentos__V1__Finding **kept = NULL;
-    size_t n_kept = 0;
-    for (size_t i = 0; i < c->n_key_findings; i++)
-        push_finding(&kept, &n_kept, c->key_findings[i], NULL, 0);
     clear_findings(&pb->findings, &pb->n_findings);
-    pb->findings = kept;
-    pb->n_findings = n_kept;
+    pb->findings = findings;
+    pb->n_findings = n_findings;
     if (r->budget) {
         ao_pb_free(pb->spec->budget);
         pb->spec->budget = AO_PB_CLONE(Agentos__V1__Budget, r->budget);

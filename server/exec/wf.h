@@ -99,6 +99,12 @@ const uint8_t *ao_wf_task_packed(ao_wf_t *wf, uint32_t i, size_t *len);
  * their length in *len. */
 uint8_t *ao_wf_pack(ao_wf_t *wf, size_t *len);
 
+/* The tasks a resume from checkpoint c keeps: those completed in it whose
+ * dependencies are all kept too (a task whose input is made again runs
+ * again). A map of task id -> const Agentos__V1__TaskState * (the
+ * checkpoint's, as a json integer); the caller json_decref's it. */
+json_t *ao_wf_resume_kept(const Agentos__V1__Checkpoint *c);
+
 /* The index of a task, or -1. */
 int32_t ao_wf_find(const ao_wf_t *wf, const char *task_id);
 static inline size_t ao_wf_ntasks(const ao_wf_t *wf)

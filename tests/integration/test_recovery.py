@@ -22,7 +22,8 @@ def logdump(data_dir, *args):
 
 class RecoveryTest(unittest.TestCase):
     def setUp(self):
-        self.srv = Server(agents=[builtin("step", latencyMs=300), builtin("noop"), builtin("stuck", hang=True)])
+        self.srv = Server(agents=[builtin("step", latencyMs=300), builtin("noop"), builtin("stuck", hang=True),
+                                  builtin("nope", failAlways=True)])
         self.srv.start()
 
     def tearDown(self):
@@ -74,6 +75,28 @@ class RecoveryTest(unittest.TestCase):
         check = logdump(self.srv.data_dir)
         self.assertEqual(check.returncode, 0, check.stderr)
         self.srv.proc = None
+
+    def test_resumed_workflow_survives_restart(self):
+        # Regression: a resumed workflow came back from a restart in its old
+        # finished state (its snapshot said FAILED; nothing replayed past it).
+        c = self.srv.stub()
+        r = c.submit(wpb.WorkflowSpec(tasks=[task("a", "noop"), task("b", "nope", deps=["a"])]), wait=True)
+        self.assertEqual(r.status, WS.WORKFLOW_STATUS_FAILED)
+        res = c.ResumeWorkflow(opb.ResumeWorkflowRequest(
+            workflow_id=r.workflow_id, overrides=[epb.TaskOverride(task_id="b", agent="step")]))
+        self.assertEqual(res.workflow_id, r.workflow_id)
+        wait_until(lambda: task_state(c.get(r.workflow_id), "b").status == TS.TASK_STATUS_RUNNING, 20,
+                   "b to run again")
+        self.srv.kill9()
+        self.srv.start()
+        c = self.srv.stub()
+        wf = c.wait_status(r.workflow_id, [WS.WORKFLOW_STATUS_SUCCESS], timeout=30)
+        self.assertEqual(task_state(wf, "b").status, TS.TASK_STATUS_SUCCEEDED)
+        self.assertEqual(wf.resumes, 1)
+        # A clean restart keeps it too.
+        self.srv.stop()
+        self.srv.start()
+        self.assertEqual(self.srv.stub().get(r.workflow_id).status, WS.WORKFLOW_STATUS_SUCCESS)
 
     def test_crash_loop_loses_no_acknowledged_event(self):
         c = self.srv.stub()

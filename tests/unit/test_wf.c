@@ -348,8 +348,9 @@ static void test_resume_keeps_completed(void **state)
     Agentos__V1__TaskState *completed[] = {fin};
     ck.completed_tasks = completed;
     ck.n_completed_tasks = 1;
-    ck.key_findings = wf->pb->findings;
-    ck.n_key_findings = wf->pb->n_findings;
+    Agentos__V1__Finding *keys[] = {wf->pb->findings[0], fin->findings[0]};
+    ck.key_findings = keys;
+    ck.n_key_findings = 2;
     ck.workflow_id = "wf-1";
     Agentos__V1__TaskOverride o = AGENTOS__V1__TASK_OVERRIDE__INIT;
     o.task_id = "legal";
@@ -379,9 +380,57 @@ static void test_resume_keeps_completed(void **state)
     assert_false(in_list(&wf->ready, wf, "financial"));
     /* Usage spent before the resume is kept, and the key findings. */
     assert_int_equal(wf->pb->usage->total_tokens, 10);
-    assert_int_equal(wf->pb->n_findings, 1);
+    assert_int_equal(wf->pb->n_findings, 2);
     assert_string_equal(wf->pb->findings[0]->key, "revenue");
     assert_string_equal(wf->pb->findings[0]->value, "growing");
+    assert_string_equal(wf->pb->findings[1]->value, "financial");
+    ao_wf_free(wf);
+}
+
+/* Regression: a resume re-ran a failed optional task but kept the
+ * synthesis that had run without its output. A task whose dependency runs
+ * again runs again. */
+static void test_resume_reruns_what_depends_on_a_rerun(void **state)
+{
+    (void)state;
+    ao_wf_t *wf = make("{\"tasks\":[{\"id\":\"financial\",\"agent\":\"a\"},"
+                       "{\"id\":\"contracts\",\"agent\":\"a\",\"optional\":true},"
+                       "{\"id\":\"report\",\"agent\":\"a\",\"dependsOn\":[\"financial\"]},"
+                       "{\"id\":\"synthesis\",\"kind\":\"TASK_KIND_SYNTHESIS\","
+                       "\"dependsOn\":[\"contracts\",\"report\"]}]}");
+    started(wf, "financial");
+    succeeded(wf, "financial", 0.8, 1);
+    started(wf, "contracts");
+    failed(wf, "contracts");
+    started(wf, "report");
+    succeeded(wf, "report", 0.7, 1);
+    started(wf, "synthesis");
+    succeeded(wf, "synthesis", 0.6, 0);
+    Agentos__V1__Checkpoint ck = AGENTOS__V1__CHECKPOINT__INIT;
+    Agentos__V1__TaskState *completed[] = {wf->tasks[ao_wf_find(wf, "financial")].st,
+                                           wf->tasks[ao_wf_find(wf, "report")].st,
+                                           wf->tasks[ao_wf_find(wf, "synthesis")].st};
+    ck.completed_tasks = completed;
+    ck.n_completed_tasks = 3;
+    ck.workflow_id = "wf-1";
+    json_t *kept = ao_wf_resume_kept(&ck);
+    assert_non_null(json_object_get(kept, "financial"));
+    assert_non_null(json_object_get(kept, "report"));
+    assert_null(json_object_get(kept, "synthesis"));
+    json_decref(kept);
+    Agentos__V1__WorkflowResumed wr = AGENTOS__V1__WORKFLOW_RESUMED__INIT;
+    wr.checkpoint = &ck;
+    Agentos__V1__Event ev = AGENTOS__V1__EVENT__INIT;
+    ev.type = ET(WORKFLOW_RESUMED);
+    ev.payload_case = AGENTOS__V1__EVENT__PAYLOAD_RESUMED;
+    ev.resumed = &wr;
+    apply(wf, &ev);
+    assert_int_equal(status(wf, "financial"), TS(SUCCEEDED));
+    assert_int_equal(status(wf, "report"), TS(SUCCEEDED));
+    assert_int_equal(status(wf, "contracts"), TS(PENDING));
+    assert_int_equal(status(wf, "synthesis"), TS(PENDING));
+    assert_true(in_list(&wf->ready, wf, "contracts"));
+    assert_false(in_list(&wf->ready, wf, "synthesis"));
     ao_wf_free(wf);
 }
 
@@ -436,6 +485,7 @@ int main(void)
         cmocka_unit_test(test_plan_children_hold_dependents),
         cmocka_unit_test(test_snapshot_with_unsettled_children),
         cmocka_unit_test(test_resume_keeps_completed),
+        cmocka_unit_test(test_resume_reruns_what_depends_on_a_rerun),
         cmocka_unit_test(test_budget_event_of_another_task),
         cmocka_unit_test(test_corrupt_events_rejected),
     };
