@@ -193,13 +193,29 @@ static void commit(ao_proc_t *p)
         for (size_t i = 0; i < p->n_evs; i++) ao_evref_unref(p->evs[i]);
         p->n_evs = 0;
     }
-    /* Callbacks may add callbacks: run them against a detached list. */
+    /* Callbacks may add callbacks: run them against a detached list. One
+     * that emits makes the state ahead of the log again: the rest wait for
+     * the next commit (ahead of callbacks added since), so that none of
+     * them sees an event that is not durable. */
     while (p->n_afters) {
         after_t *list = p->afters;
         size_t n = p->n_afters;
         p->afters = NULL;
         p->n_afters = p->cap_afters = 0;
-        for (size_t i = 0; i < n; i++) list[i].fn(p, list[i].ud);
+        size_t i = 0;
+        while (i < n && !p->n_evs) {
+            list[i].fn(p, list[i].ud);
+            i++;
+        }
+        if (i < n) {
+            size_t rest = n - i, added = p->n_afters;
+            after_t *merged = ao_xmalloc((rest + added) * sizeof *merged);
+            memcpy(merged, list + i, rest * sizeof *merged);
+            if (added) memcpy(merged + rest, p->afters, added * sizeof *merged);
+            free(p->afters);
+            p->afters = merged;
+            p->n_afters = p->cap_afters = rest + added;
+        }
         free(list);
         if (p->n_evs) break; /* they emitted: those need their own commit first */
     }

@@ -240,6 +240,15 @@ static void state_at_job(void *ud)
     ao_wf_free(wf);
 }
 
+/* Replies with the workflow's state once what has been applied is durable
+ * (work before this in the same loop may have changed it). */
+static void reply_state(ao_proc_t *p, void *ud)
+{
+    (void)p;
+    op_t *op = ud;
+    ao_rpc_reply(op->call, &op->wf->pb->base);
+}
+
 static void get_workflow_work(ao_proc_t *p, void *ud)
 {
     op_t *op = ud;
@@ -247,7 +256,8 @@ static void get_workflow_work(ao_proc_t *p, void *ud)
     ao_wf_t *wf = find(op, req->workflow_id);
     if (!wf) return;
     if (!req->at_seq) {
-        ao_rpc_reply(op->call, &wf->pb->base);
+        op->wf = wf;
+        ao_proc_after_commit(p, reply_state, op);
         return;
     }
     uint64_t durable = ao_proc_durable_seq(p);
@@ -355,7 +365,8 @@ static int sum_usage(void *ud, ao_wf_t *wf)
     return 0;
 }
 
-static void list_work(ao_proc_t *p, void *ud)
+/* After the commit, like GetWorkflow: the page shows only durable state. */
+static void list_reply(ao_proc_t *p, void *ud)
 {
     (void)p;
     op_t *op = ud;
@@ -383,19 +394,17 @@ static void list_work(ao_proc_t *p, void *ud)
     ao_pb_free(u.total);
 }
 
+static void list_work(ao_proc_t *p, void *ud)
+{
+    ao_proc_after_commit(p, list_reply, ud);
+}
+
 static void list_workflows(ao_rpc_call_t *call, const ProtobufCMessage *m, void *ud)
 {
     post(op_new(ud, call, m), list_work);
 }
 
 /* ---- CancelWorkflow -------------------------------------------------------------------- */
-
-static void reply_state(ao_proc_t *p, void *ud)
-{
-    (void)p;
-    op_t *op = ud;
-    ao_rpc_reply(op->call, &op->wf->pb->base);
-}
 
 static void cancel_work(ao_proc_t *p, void *ud)
 {
