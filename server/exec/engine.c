@@ -1087,17 +1087,42 @@ static void run_sync(ao_engine_t *e, ao_wf_t *wf, uint32_t i)
 
 /* The results a synthesis combines: each dependency, or for a planner or
  * refinement dependency, its completed analysis subtasks. */
+/* Refinement: the areas that passed the last stage reached, as the stage
+ * decided (succeeded, score at or over its threshold). Areas dropped on the
+ * way are left out, and not counted as missing: they were judged not worth
+ * going on with. Returns how many were added. */
+static size_t collect_refined(ao_wf_t *wf, uint32_t dep, ao_idxlist_t *have)
+{
+    const Agentos__V1__RefinementSpec *r = wf->tasks[dep].st->spec->refinement;
+    size_t nt = ao_wf_ntasks(wf), n = 0;
+    uint32_t last = 0;
+    for (size_t c = 0; c < nt; c++)
+        if (wf->tasks[c].parent == (int32_t)dep && wf->tasks[c].st->stage > last)
+            last = wf->tasks[c].st->stage;
+    double threshold = r && last < r->n_stages ? r->stages[last]->threshold : 0;
+    for (size_t c = 0; c < nt; c++) {
+        const Agentos__V1__TaskState *a = wf->tasks[c].st;
+        if (wf->tasks[c].parent != (int32_t)dep || a->stage != last) continue;
+        if (a->status == TS(SUCCEEDED) && a->score >= threshold) {
+            ao_idxlist_push(have, (uint32_t)c);
+            n++;
+        }
+    }
+    return n;
+}
+
 static void collect_inputs(ao_wf_t *wf, uint32_t dep, ao_idxlist_t *have, double *missing)
 {
     const ao_task_t *d = &wf->tasks[dep];
     int kind = d->st->spec->kind ? d->st->spec->kind : KIND(AGENT);
-    if (kind == KIND(PLANNER) || kind == KIND(REFINEMENT)) {
+    /* Nothing passed (an early end): the refinement's own result stands. */
+    if (kind == KIND(REFINEMENT) && collect_refined(wf, dep, have)) return;
+    if (kind == KIND(PLANNER)) {
         size_t nt = ao_wf_ntasks(wf);
         int any = 0;
         for (size_t c = 0; c < nt; c++) {
             if (wf->tasks[c].parent != (int32_t)dep) continue;
             any = 1;
-            /* Refinement: only the last stage's areas that passed count. */
             collect_inputs(wf, (uint32_t)c, have, missing);
         }
         if (any) return;
@@ -1115,23 +1140,11 @@ static void run_synthesis(ao_engine_t *e, ao_wf_t *wf, uint32_t i)
     ao_idxlist_t have = {0};
     double missing = 0;
     for (uint32_t k = 0; k < tt->n_deps; k++) collect_inputs(wf, tt->deps[k], &have, &missing);
-    /* Refinement areas dropped at an earlier stage are not inputs: keep,
-     * per area, only the latest stage. */
     ao_synth_in_t *in = ao_xcalloc(have.n ? have.n : 1, sizeof *in);
     Agentos__V1__TaskOutput **outs = ao_xcalloc(have.n ? have.n : 1, sizeof *outs);
     size_t nin = 0, total_f = 0;
     for (size_t k = 0; k < have.n; k++) {
         const Agentos__V1__TaskState *d = wf->tasks[have.v[k]].st;
-        if (*d->area) {
-            int superseded = 0;
-            for (size_t j = 0; j < have.n; j++) {
-                const Agentos__V1__TaskState *o = wf->tasks[have.v[j]].st;
-                if (!strcmp(o->area, d->area) && !strcmp(o->parent_task_id, d->parent_task_id) &&
-                    o->stage > d->stage)
-                    superseded = 1;
-            }
-            if (superseded) continue;
-        }
         in[nin] = (ao_synth_in_t){d->score, d->confidence, ao_task_authority(d)};
         Agentos__V1__TaskOutput *o = ao_xmalloc(sizeof *o);
         agentos__v1__task_output__init(o);

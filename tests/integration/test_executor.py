@@ -288,6 +288,14 @@ class ExecutorTest(unittest.TestCase):
         self.assertIn("review/1/contracts", ids)
         self.assertIn("review/1/litigation", ids)
         self.assertNotIn("review/1/patents", ids)  # dropped after the broad stage
+        # Regression: the synthesis took the dropped area's broad result as an
+        # input. It gets the detailed results of the areas that passed, and
+        # nothing counts as missing.
+        syn = [e for e in self.c.events(r.workflow_id) if e.type == epb.EVENT_TYPE_SYNTHESIS_COMPUTED]
+        self.assertEqual(len(syn), 1)
+        self.assertEqual(sorted(i.task_id for i in syn[0].synthesis.inputs),
+                         ["review/1/contracts", "review/1/litigation"])
+        self.assertEqual(list(syn[0].synthesis.missing), [])
         # Nothing passes: the workflow ends early.
         r = self.c.submit(spec(
             wpb.TaskSpec(id="review", kind=wpb.TASK_KIND_REFINEMENT, refinement=ref,
