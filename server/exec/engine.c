@@ -168,6 +168,17 @@ static const Agentos__V1__AgentBackend *backend_cfg(ao_engine_t *e, const char *
     return NULL;
 }
 
+/* The budget role a task is counted under, fixed when the task enters the
+ * workflow (so that replaying its events never depends on the config of
+ * the day): its own, else its kind's (synthesis, planner), else its
+ * backend's default (AgentBackend.role), else analysis at apply time. */
+static int default_role(ao_engine_t *e, const Agentos__V1__TaskSpec *t)
+{
+    if (t->role || t->kind == KIND(SYNTHESIS) || t->kind == KIND(PLANNER)) return t->role;
+    const Agentos__V1__AgentBackend *b = *t->agent ? backend_cfg(e, t->agent) : NULL;
+    return b ? b->role : 0;
+}
+
 static const char *context_value(const ao_wf_t *wf, const char *key)
 {
     const Agentos__V1__WorkflowSpec *s = wf->pb->spec;
@@ -896,6 +907,7 @@ static void attempt_done_work(ao_proc_t *p, void *ud)
         for (size_t k = 0; k < plan->n_tasks; k++) {
             Agentos__V1__TaskState *s = ao_xmalloc(sizeof *s);
             agentos__v1__task_state__init(s);
+            plan->tasks[k]->role = default_role(e, plan->tasks[k]);
             s->spec = plan->tasks[k];
             s->status = TS(PENDING);
             s->parent_task_id = t->spec->id;
@@ -1246,6 +1258,7 @@ static void expand_stage(ao_engine_t *e, ao_wf_t *wf, uint32_t i, uint32_t stage
         s->authority = t->spec->authority;
         s->optional = 1; /* an area that fails is dropped, not fatal */
         s->role = t->spec->role;
+        if (!s->role) s->role = default_role(e, s);
         s->params = t->spec->params;
         s->n_params = t->spec->n_params;
         Agentos__V1__TaskState *st = &states[k];
@@ -2130,6 +2143,15 @@ int ao_engine_submit(ao_engine_t *e, const char *tenant, const Agentos__V1__Work
     char rnd[9];
     ao_random_hex(rnd, 4);
     char *id = ao_xasprintf("wf-%012llx-%s", (unsigned long long)ao_now_ms(), rnd);
+    /* Roles from the backends' defaults go into the submitted spec (a copy
+     * only when some task takes one). */
+    Agentos__V1__WorkflowSpec *roled = NULL;
+    for (size_t k = 0; k < spec->n_tasks && !roled; k++)
+        if (!spec->tasks[k]->role && default_role(e, spec->tasks[k]))
+            roled = AO_PB_CLONE(Agentos__V1__WorkflowSpec, spec);
+    for (size_t k = 0; roled && k < roled->n_tasks; k++)
+        roled->tasks[k]->role = default_role(e, roled->tasks[k]);
+    if (roled) spec = roled;
     Agentos__V1__Event ev = AGENTOS__V1__EVENT__INIT;
     ev.type = ET(WORKFLOW_SUBMITTED);
     ev.workflow_id = id;
@@ -2142,6 +2164,7 @@ int ao_engine_submit(ao_engine_t *e, const char *tenant, const Agentos__V1__Work
     *seq = ao_proc_emit(e->proc, &ev);
     ao_wf_t *wf;
     int rc = ao_wf_create(&ev, &wf, st);
+    ao_pb_free(roled);
     free(id);
     if (rc) ao_fatal("a validated workflow could not be created: %s", st->msg);
     add_workflow(e, wf);

@@ -30,6 +30,8 @@ class ExecutorTest(unittest.TestCase):
             builtin("stuck", hang=True),
             {"name": "flaky", "kind": "BACKEND_KIND_BUILTIN", "builtin": {},
              "breaker": {"failureThreshold": 2, "resetTimeoutMs": 400}},
+            {"name": "extractor", "kind": "BACKEND_KIND_BUILTIN", "role": "ROLE_EXTRACTION",
+             "builtin": {"promptTokens": 30, "completionTokens": 10}},
         ])
         cls.srv.start()
         cls.c = cls.srv.stub()
@@ -109,6 +111,20 @@ class ExecutorTest(unittest.TestCase):
                                     retry=wpb.RetryPolicy(max_attempts=3, initial_backoff_ms=10))))
         self.assertEqual(r.status, WS.WORKFLOW_STATUS_SUCCESS)
         self.assertEqual(task_state(self.c.get(r.workflow_id), "a").attempts, 3)
+
+    def test_backend_default_role(self):
+        # Regression: AgentBackend.role was never applied. A task without a
+        # role of its own is counted under its backend's; its own wins.
+        r = self.c.submit(spec(
+            task("extract", "extractor"),
+            wpb.TaskSpec(id="analyse", agent="extractor", role=wpb.ROLE_ANALYSIS),
+            task("other", "tokens")))
+        self.assertEqual(r.status, WS.WORKFLOW_STATUS_SUCCESS)
+        wf = self.c.get(r.workflow_id)
+        by_role = {ru.role: ru.usage.total_tokens for ru in wf.role_usage}
+        self.assertEqual(by_role.get(wpb.ROLE_EXTRACTION), 40)
+        self.assertEqual(by_role.get(wpb.ROLE_ANALYSIS), 40 + 100)
+        self.assertEqual(task_state(wf, "extract").spec.role, wpb.ROLE_EXTRACTION)
 
     def test_budget_warning_then_halt(self):
         # Each task uses 100 tokens; the budget is 250: 80% after the 2nd
