@@ -86,7 +86,7 @@ static int check_key(void *ud, const char *key)
 static int check_template(const char *tpl, tpl_ctx_t *c, size_t max)
 {
     if (strlen(tpl) > max)
-        return ao_status_set(c->st, AO_ELIMIT,
+        return ao_status_set(c->st, AO_EINVAL,
                              "task %s %s: %zu bytes is over limits.max_input_bytes (%zu)",
                              c->task->id, c->where, strlen(tpl), max);
     return ao_template_scan(tpl, check_key, c);
@@ -132,7 +132,7 @@ static int check_task(const Agentos__V1__TaskSpec *t, const Agentos__V1__Workflo
     size_t params = 0;
     for (size_t i = 0; i < t->n_params; i++) params += strlen(t->params[i]->key) + strlen(t->params[i]->value);
     if (params > lim->max_input_bytes)
-        return ao_status_set(st, AO_ELIMIT, "task %s: params are over limits.max_input_bytes (%u)",
+        return ao_status_set(st, AO_EINVAL, "task %s: params are over limits.max_input_bytes (%u)",
                              id, lim->max_input_bytes);
     if (t->budget && t->budget->max_tasks)
         return ao_status_set(st, AO_EINVAL, "task %s: budget.max_tasks applies to workflows only", id);
@@ -326,7 +326,7 @@ int ao_dag_validate(const Agentos__V1__WorkflowSpec *spec, const ao_dag_env_t *e
     if (spec->n_tasks == 0)
         return ao_status_set(st, AO_EINVAL, "workflow.tasks: a workflow needs at least one task");
     if (spec->n_tasks > lim->max_tasks)
-        return ao_status_set(st, AO_ELIMIT, "workflow.tasks: %zu tasks is over limits.max_tasks (%u)",
+        return ao_status_set(st, AO_EINVAL, "workflow.tasks: %zu tasks is over limits.max_tasks (%u)",
                              spec->n_tasks, lim->max_tasks);
     if (spec->budget && spec->budget->max_tasks && spec->n_tasks > spec->budget->max_tasks)
         return ao_status_set(st, AO_EINVAL,
@@ -346,7 +346,7 @@ int ao_dag_validate(const Agentos__V1__WorkflowSpec *spec, const ao_dag_env_t *e
     for (size_t i = 0; i < spec->n_context; i++)
         ctx += strlen(spec->context[i]->key) + strlen(spec->context[i]->value);
     if (ctx > lim->max_context_bytes)
-        return ao_status_set(st, AO_ELIMIT,
+        return ao_status_set(st, AO_EINVAL,
                              "workflow.context: %zu bytes is over limits.max_context_bytes (%u)",
                              ctx, lim->max_context_bytes);
     const Agentos__V1__Budget *b = spec->budget;
@@ -406,7 +406,7 @@ int ao_dag_validate(const Agentos__V1__WorkflowSpec *spec, const ao_dag_env_t *e
         rc = check_acyclic(&g, depth, st);
         for (size_t i = 0; i < spec->n_tasks && !rc; i++)
             if (depth[i] > lim->max_depth)
-                rc = ao_status_set(st, AO_ELIMIT,
+                rc = ao_status_set(st, AO_EINVAL,
                                    "task %s: its dependency chain is %u tasks long, over "
                                    "limits.max_depth (%u)",
                                    spec->tasks[i]->id, depth[i], lim->max_depth);
@@ -445,11 +445,11 @@ int ao_dag_validate_plan(const char *planner_id, Agentos__V1__TaskSpec **tasks, 
 {
     if (n == 0) return ao_status_set(st, AO_EINVAL, "plan of %s: no tasks", planner_id);
     if (depth > max_plan_depth)
-        return ao_status_set(st, AO_ELIMIT,
+        return ao_status_set(st, AO_EINVAL,
                              "plan of %s: subtasks at depth %u exceed the plan depth limit (%u)",
                              planner_id, depth, max_plan_depth);
     if (tasks_now + n > max_tasks)
-        return ao_status_set(st, AO_ELIMIT,
+        return ao_status_set(st, AO_EINVAL,
                              "plan of %s: %zu subtasks would make %zu tasks, over max_tasks (%u)",
                              planner_id, n, tasks_now + n, max_tasks);
     /* Local ids first (validated), then the prefixed ids. */

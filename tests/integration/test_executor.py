@@ -85,6 +85,9 @@ class ExecutorTest(unittest.TestCase):
             (spec(task("a"), task("a")), 'duplicate task id "a"'),
             (spec(task("a", deps=["zz"])), 'depends on unknown task "zz"'),
             (spec(task("a"), task("b", input="{{deps.a.output}}")), "not in its depends_on"),
+            # The server's limits, named.
+            (spec(*[task("t%d" % i) for i in range(10001)]), "10001 tasks is over limits.max_tasks (10000)"),
+            (spec(task("a", input="x" * 70000)), "over limits.max_input_bytes (65536)"),
         ]
         for s, want in cases:
             with self.assertRaises(grpc.RpcError) as cm:

@@ -143,19 +143,19 @@ static void test_limits(void **state)
         n += (size_t)snprintf(json + n, sizeof json - n, "%s{\"id\":\"t%d\",\"agent\":\"fin\"}",
                               i ? "," : "", i);
     snprintf(json + n, sizeof json - n, "]}");
-    expect(json, AO_ELIMIT, "51 tasks is over limits.max_tasks (50)");
+    expect(json, AO_EINVAL, "51 tasks is over limits.max_tasks (50)");
     /* A chain of 5 over max_depth 4. */
     expect("{\"tasks\":[{\"id\":\"a\",\"agent\":\"fin\"},{\"id\":\"b\",\"agent\":\"fin\",\"dependsOn\":[\"a\"]},"
            "{\"id\":\"c\",\"agent\":\"fin\",\"dependsOn\":[\"b\"]},{\"id\":\"d\",\"agent\":\"fin\",\"dependsOn\":[\"c\"]},"
            "{\"id\":\"e\",\"agent\":\"fin\",\"dependsOn\":[\"d\"]}]}",
-           AO_ELIMIT, "task e: its dependency chain is 5 tasks long, over limits.max_depth (4)");
+           AO_EINVAL, "task e: its dependency chain is 5 tasks long, over limits.max_depth (4)");
     char big[400];
     memset(big, 'x', 250);
     big[250] = '\0';
     snprintf(json, sizeof json, "{\"tasks\":[{\"id\":\"a\",\"agent\":\"fin\",\"input\":\"%s\"}]}", big);
-    expect(json, AO_ELIMIT, "task a input: 250 bytes is over limits.max_input_bytes (200)");
+    expect(json, AO_EINVAL, "task a input: 250 bytes is over limits.max_input_bytes (200)");
     snprintf(json, sizeof json, "{\"tasks\":[{\"id\":\"a\",\"agent\":\"fin\"}],\"context\":{\"k\":\"%.120s\"}}", big);
-    expect(json, AO_ELIMIT, "limits.max_context_bytes (100)");
+    expect(json, AO_EINVAL, "limits.max_context_bytes (100)");
     expect("{\"tasks\":[{\"id\":\"a\",\"agent\":\"fin\"},{\"id\":\"b\",\"agent\":\"fin\"}],"
            "\"budget\":{\"maxTasks\":1}}",
            AO_EINVAL, "budget.max_tasks (1)");
@@ -239,12 +239,12 @@ static void test_plans(void **state)
     protobuf_c_message_free_unpacked(&p->base, NULL);
 
     p = plan_of("{\"tasks\":[{\"id\":\"a\",\"agent\":\"fin\"},{\"id\":\"b\",\"agent\":\"fin\"}]}");
-    assert_int_equal(validate_plan(p, 9, 10, 1, &st), AO_ELIMIT);
+    assert_int_equal(validate_plan(p, 9, 10, 1, &st), AO_EINVAL);
     assert_non_null(strstr(st.msg, "would make 11 tasks, over max_tasks (10)"));
     protobuf_c_message_free_unpacked(&p->base, NULL);
 
     p = plan_of("{\"tasks\":[{\"id\":\"a\",\"agent\":\"fin\"}]}");
-    assert_int_equal(validate_plan(p, 1, 10, 3, &st), AO_ELIMIT);
+    assert_int_equal(validate_plan(p, 1, 10, 3, &st), AO_EINVAL);
     assert_non_null(strstr(st.msg, "depth 3 exceed the plan depth limit (2)"));
     protobuf_c_message_free_unpacked(&p->base, NULL);
 
