@@ -50,6 +50,10 @@ typedef struct ao_agent_outcome {
     uint32_t retry_after_ms;
     /* HTTP status or gRPC status code of the reply, 0 if none. */
     int transport_status;
+    /* Set by the executor's backend layer when the call never reached the
+     * agent (its queue was full, its breaker open, or it was cancelled
+     * before it started): nothing to pay, no API call made. */
+    int not_made;
 } ao_agent_outcome_t;
 
 typedef void (*ao_agent_done_fn)(ao_agent_call_t *call, ao_agent_outcome_t *outcome);

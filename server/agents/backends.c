@@ -246,6 +246,7 @@ static void complete_now(ao_dispatch_t *d, int cls, int retryable, const char *m
     memset(&o, 0, sizeof o);
     o.error_class = cls;
     o.retryable = retryable;
+    o.not_made = 1; /* every caller completes a call the agent never saw */
     snprintf(o.error, sizeof o.error, "%s", msg);
     pthread_mutex_lock(&d->lock);
     finish_and_unlock(d, &o, started);

@@ -104,6 +104,13 @@ static int classify(grpc_status_code code, const char *details, ao_agent_outcome
     case GRPC_STATUS_DEADLINE_EXCEEDED:
         return EC(TIMEOUT);
     case GRPC_STATUS_RESOURCE_EXHAUSTED:
+        /* Our own receive limit ("Received message larger than max (N vs.
+         * M)") is a reply too big, which another attempt repeats; anything
+         * else is the agent's quota. */
+        if (strstr(details, "larger than max")) {
+            o->retryable = 0;
+            return EC(INVALID_RESPONSE);
+        }
         return EC(RATE_LIMITED);
     case GRPC_STATUS_CANCELLED:
         o->retryable = 0;

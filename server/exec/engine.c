@@ -739,6 +739,7 @@ static void attempt_failed(ao_engine_t *e, ao_wf_t *wf, uint32_t i, attempt_t *a
     af.will_retry = retry;
     af.retry_in_ms = retry ? delay : 0;
     af.usage = usage;
+    af.call_not_made = o->not_made;
     ev.payload_case = PAY(ATTEMPT_FAILED);
     ev.attempt_failed = &af;
     emit(e, wf, &ev);
@@ -852,7 +853,9 @@ static void attempt_done_work(ao_proc_t *p, void *ud)
         usage.documents = o->result->usage->documents;
     }
     const Agentos__V1__AgentBackend *bc = backend_cfg(e, a->agent);
-    if (o->error_class != EC(CIRCUIT_OPEN) && o->error_class != EC(CANCELLED))
+    /* A call the agent never saw costs nothing; a cancelled one is not
+     * charged either (its usage is unknown). */
+    if (!o->not_made && o->error_class != EC(CANCELLED))
         usage.cost_micros = ao_price_cost(bc ? bc->price : NULL, &usage);
     usage.wall_time_ms = (uint64_t)((ao_mono_us() - a->start_us) / 1000);
 
@@ -1562,10 +1565,14 @@ static void step(ao_engine_t *e, ao_wf_t *wf)
         free(l.v);
     }
     if (!wf->pb->stopping && wf->n_terminal == ao_wf_ntasks(wf)) {
-        int failed = 0;
-        for (size_t k = 0; k < ao_wf_ntasks(wf); k++)
+        int failed = 0, succeeded = 0;
+        for (size_t k = 0; k < ao_wf_ntasks(wf); k++) {
             if (wf->tasks[k].st->status == TS(FAILED)) failed = 1;
-        complete(e, wf, failed ? WS(PARTIAL_SUCCESS) : WS(SUCCESS));
+            if (wf->tasks[k].st->status == TS(SUCCEEDED)) succeeded = 1;
+        }
+        /* Degraded is partial success only if something succeeded: a run
+         * whose optional tasks all failed produced nothing. */
+        complete(e, wf, !failed ? WS(SUCCESS) : succeeded ? WS(PARTIAL_SUCCESS) : WS(FAILED));
         return;
     }
     uint32_t every = wf->pb->spec && wf->pb->spec->checkpoint_every_events

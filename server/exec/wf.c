@@ -445,6 +445,25 @@ static void add_agent_usage(Agentos__V1__Workflow *pb, const char *agent, const 
     ao_usage_add(&(*slot)->usage, u);
 }
 
+static void take_back_call(Agentos__V1__Usage *u)
+{
+    if (u && u->api_calls) u->api_calls--;
+}
+
+/* An attempt's API call, counted when it started, was never made. */
+static void uncount_call(ao_wf_t *wf, Agentos__V1__TaskState *t)
+{
+    Agentos__V1__Workflow *pb = wf->pb;
+    take_back_call(t->usage);
+    take_back_call(pb->usage);
+    int role = ao_task_role(t);
+    for (size_t i = 0; i < pb->n_role_usage; i++)
+        if ((int)pb->role_usage[i]->role == role) take_back_call(pb->role_usage[i]->usage);
+    const char *agent = *t->agent ? t->agent : "(builtin)";
+    for (size_t i = 0; i < pb->n_agent_usage; i++)
+        if (!strcmp(pb->agent_usage[i]->agent, agent)) take_back_call(pb->agent_usage[i]->usage);
+}
+
 static void count_usage(ao_wf_t *wf, Agentos__V1__TaskState *t, const Agentos__V1__Usage *u)
 {
     if (!u) return;
@@ -756,6 +775,7 @@ int ao_wf_apply(ao_wf_t *wf, const Agentos__V1__Event *ev, ao_status_t *st)
         ao_pb_set_str(&t->error, f->error);
         t->error_class = f->error_class;
         count_usage(wf, t, f->usage);
+        if (f->call_not_made) uncount_call(wf, t);
         if (f->will_retry) {
             set_status(wf, (uint32_t)i, TS(RETRY_WAIT));
             t->next_attempt_unix_ms = ev->time_unix_ms + f->retry_in_ms;

@@ -32,6 +32,9 @@ class ExecutorTest(unittest.TestCase):
              "breaker": {"failureThreshold": 2, "resetTimeoutMs": 400}},
             {"name": "extractor", "kind": "BACKEND_KIND_BUILTIN", "role": "ROLE_EXTRACTION",
              "builtin": {"promptTokens": 30, "completionTokens": 10}},
+            {"name": "paid", "kind": "BACKEND_KIND_BUILTIN", "builtin": {"failAlways": True},
+             "breaker": {"failureThreshold": 1, "resetTimeoutMs": 600000},
+             "price": {"perCallMicros": "1000"}},
         ])
         cls.srv.start()
         cls.c = cls.srv.stub()
@@ -114,6 +117,26 @@ class ExecutorTest(unittest.TestCase):
                                     retry=wpb.RetryPolicy(max_attempts=3, initial_backoff_ms=10))))
         self.assertEqual(r.status, WS.WORKFLOW_STATUS_SUCCESS)
         self.assertEqual(task_state(self.c.get(r.workflow_id), "a").attempts, 3)
+
+    def test_calls_never_made_cost_nothing_and_nothing_done_is_failed(self):
+        # Regression: an attempt refused by the open breaker was counted as an
+        # API call and charged the backend's per-call price; and a workflow
+        # whose optional tasks all failed ended PARTIAL_SUCCESS with nothing
+        # done.
+        once = wpb.RetryPolicy(max_attempts=1)
+        r = self.c.submit(spec(
+            task("a", "paid", optional=True, retry=once, impact="no a"),
+            task("b", "paid", deps=["a"], optional=True, retry=once, impact="no b")))
+        self.assertEqual(r.status, WS.WORKFLOW_STATUS_FAILED)
+        wf = self.c.get(r.workflow_id)
+        a, b = task_state(wf, "a"), task_state(wf, "b")
+        self.assertEqual((a.usage.api_calls, a.usage.cost_micros), (1, 1000))
+        self.assertEqual(b.error_class, wpb.ERROR_CLASS_CIRCUIT_OPEN)
+        self.assertEqual((b.usage.api_calls, b.usage.cost_micros), (0, 0))
+        self.assertEqual((wf.usage.api_calls, wf.usage.cost_micros), (1, 1000))
+        paid = [u for u in wf.agent_usage if u.agent == "paid"]
+        self.assertEqual(paid[0].usage.api_calls, 1)
+        self.assertEqual(sorted(f.task_id for f in r.result.failed_agents), ["a", "b"])
 
     def test_backend_default_role(self):
         # Regression: AgentBackend.role was never applied. A task without a
@@ -254,7 +277,7 @@ class ExecutorTest(unittest.TestCase):
         fail = params(fail_always=True)
         r = self.c.submit(spec(*[task("f%d" % i, "flaky", optional=True, params=fail,
                                       retry=wpb.RetryPolicy(max_attempts=1)) for i in range(2)]))
-        self.assertEqual(r.status, WS.WORKFLOW_STATUS_PARTIAL_SUCCESS)
+        self.assertEqual(r.status, WS.WORKFLOW_STATUS_FAILED)  # optional, but nothing succeeded
         h = self.c.GetAgentHealth(opb.GetAgentHealthRequest(agent="flaky")).agents[0]
         self.assertEqual(h.breaker, epb.BREAKER_STATE_OPEN)
         # While open, calls fail at once (no call made) with CIRCUIT_OPEN.
