@@ -31,7 +31,8 @@ const char ao_config_usage[] =
     "  --metrics-listen ADDR    serve Prometheus metrics at http://ADDR/metrics\n"
     "  --log-level LEVEL        debug, info (default), warn, error\n"
     "  --log-format FORMAT      text (default) or json\n"
-    "  --rpc-threads N          gRPC completion-queue threads (default 2)\n"
+    "  --rpc-threads N          gRPC completion-queue threads (default: one per CPU\n"
+    "                           agentosd may run on)\n"
     "  --worker-threads N       executor threads (default: CPUs)\n"
     "  --print-config           print the effective configuration as JSON and exit\n"
     "  --help                   print this text and exit\n"
@@ -89,7 +90,8 @@ void ao_config_defaults(Agentos__V1__ServerConfig *cfg)
     if (str_unset(cfg->log->level)) set_str(&cfg->log->level, "info");
     if (str_unset(cfg->log->format)) set_str(&cfg->log->format, "text");
     if (!cfg->shutdown_grace_seconds) cfg->shutdown_grace_seconds = 5;
-    if (!cfg->rpc_threads) cfg->rpc_threads = 2;
+    /* rpc_threads 0 stays 0: the RPC layer picks one thread per CPU the
+     * process may run on (see server/rpc/rpc.c). */
 
     for (size_t i = 0; i < cfg->n_agents; i++) {
         Agentos__V1__AgentBackend *a = cfg->agents[i];

@@ -59,7 +59,8 @@ typedef struct ao_rpc_options {
     /* Credentials for every listening address (owned by the server after
      * create; NULL: plaintext). */
     grpc_server_credentials *creds;
-    /* Completion-queue threads. 0: 2. */
+    /* Completion-queue threads. 0: one per CPU this process may run on
+     * (its affinity mask). */
     unsigned threads;
     /* Largest message received or sent. 0: 4 MiB. */
     size_t max_message_bytes;
