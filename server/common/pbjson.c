@@ -4,6 +4,7 @@
 #include "pbjson.h"
 
 #include "mem.h"
+#include "pbutil.h"
 #include "util.h"
 
 #include <errno.h>
@@ -121,36 +122,6 @@ static int is_map_field(const ProtobufCFieldDescriptor *f)
     return md->n_fields == 2 && nl > 5 && !strcmp(md->name + nl - 5, "Entry") &&
            !strcmp(md->fields[0].name, "key") && md->fields[0].id == 1 &&
            !strcmp(md->fields[1].name, "value") && md->fields[1].id == 2;
-}
-
-static size_t scalar_size(ProtobufCType t)
-{
-    switch (t) {
-    case PROTOBUF_C_TYPE_INT32:
-    case PROTOBUF_C_TYPE_SINT32:
-    case PROTOBUF_C_TYPE_SFIXED32:
-    case PROTOBUF_C_TYPE_UINT32:
-    case PROTOBUF_C_TYPE_FIXED32:
-    case PROTOBUF_C_TYPE_FLOAT:
-    case PROTOBUF_C_TYPE_ENUM:
-        return 4;
-    case PROTOBUF_C_TYPE_INT64:
-    case PROTOBUF_C_TYPE_SINT64:
-    case PROTOBUF_C_TYPE_SFIXED64:
-    case PROTOBUF_C_TYPE_UINT64:
-    case PROTOBUF_C_TYPE_FIXED64:
-    case PROTOBUF_C_TYPE_DOUBLE:
-        return 8;
-    case PROTOBUF_C_TYPE_BOOL:
-        return sizeof(protobuf_c_boolean);
-    case PROTOBUF_C_TYPE_STRING:
-        return sizeof(char *);
-    case PROTOBUF_C_TYPE_BYTES:
-        return sizeof(ProtobufCBinaryData);
-    case PROTOBUF_C_TYPE_MESSAGE:
-        return sizeof(ProtobufCMessage *);
-    }
-    return 0;
 }
 
 /* ---- base64 ----------------------------------------------------------- */
@@ -405,7 +376,7 @@ static int decode_repeated(const ProtobufCFieldDescriptor *f, json_t *j, Protobu
 {
     if (!json_is_array(j)) return fail(st, p, "expected an array, got %s", json_type_name(j));
     size_t n = json_array_size(j);
-    size_t es = scalar_size(f->type);
+    size_t es = ao_pb_elem_size(f->type);
     char *arr = ao_xcalloc(n, es);
     *(void **)MEMBER(msg, f->offset) = arr;
     size_t *count = MEMBER(msg, f->quantifier_offset);
@@ -688,7 +659,7 @@ static int is_default(const ProtobufCFieldDescriptor *f, const ProtobufCMessage 
     case PROTOBUF_C_TYPE_DOUBLE:
         return *(const double *)v == 0 && !signbit(*(const double *)v);
     default: {
-        size_t sz = scalar_size(f->type);
+        size_t sz = ao_pb_elem_size(f->type);
         static const char zero[8];
         return memcmp(v, zero, sz) == 0;
     }
@@ -729,7 +700,7 @@ static void encode_field(enc_t *e, const ProtobufCFieldDescriptor *f, const Prot
     } else if (f->label == PROTOBUF_C_LABEL_REPEATED) {
         size_t n = *(const size_t *)MEMBER(m, f->quantifier_offset);
         const char *arr = *(char *const *)MEMBER(m, f->offset);
-        size_t es = scalar_size(f->type);
+        size_t es = ao_pb_elem_size(f->type);
         ao_sb_append(sb, "[", 1);
         e->depth++;
         for (size_t i = 0; i < n; i++) {

@@ -5,8 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Bytes of one element of a field of this type. */
-static size_t elem_size(ProtobufCType t)
+size_t ao_pb_elem_size(ProtobufCType t)
 {
     switch (t) {
     case PROTOBUF_C_TYPE_INT32:
@@ -87,7 +86,7 @@ static ProtobufCMessage *deep_copy(const ProtobufCMessage *m)
                 *(size_t *)((char *)c + f->quantifier_offset) = 0;
                 continue;
             }
-            size_t es = elem_size(f->type);
+            size_t es = ao_pb_elem_size(f->type);
             void *copy = ao_xmalloc(n * es);
             memcpy(copy, *arr, n * es);
             *arr = copy;

@@ -22,6 +22,10 @@ ProtobufCMessage *ao_pb_clone(const ProtobufCMessage *m);
 size_t ao_pb_field_size(uint32_t field, size_t len);
 size_t ao_pb_put_field(uint8_t *buf, uint32_t field, const void *data, size_t len);
 
+/* Bytes one value of a field of type t takes in a message struct (an
+ * element of a repeated field's array). */
+size_t ao_pb_elem_size(ProtobufCType t);
+
 /* Frees m (NULL is fine). */
 void ao_pb_free(void *m);
 
