@@ -67,7 +67,7 @@ static void server_gauges(void *ud, void *out)
                  ao_timers_pending(srv->timers));
     Agentos__V1__GetAgentHealthResponse h = AGENTOS__V1__GET_AGENT_HEALTH_RESPONSE__INIT;
     ao_status_t st;
-    ao_backends_health(srv->backends, NULL, &h, &st);
+    ao_backends_health(srv->backends, NULL, NULL, &h, &st);
     static const struct {
         const char *name, *type, *help;
     } m[] = {

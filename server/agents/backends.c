@@ -19,6 +19,7 @@
 #include "timer.h"
 #include "util.h"
 
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +52,9 @@ typedef struct backend {
     size_t n_lat, lat_pos;
     int64_t cost_micros;
     uint64_t tokens;
+    /* The same per tenant (tenant -> [cost_micros, tokens]): a tenant is
+     * shown only its own spend. */
+    json_t *by_tenant;
     int64_t opened_unix_ms;
 } backend_t;
 
@@ -93,6 +97,7 @@ int ao_backends_create(const Agentos__V1__ServerConfig *cfg, ao_timers_t *timers
         b->cfg = a;
         b->bs = bs;
         pthread_mutex_init(&b->lock, NULL);
+        b->by_tenant = json_object();
         ao_breaker_init(&b->breaker, a->breaker ? a->breaker->failure_threshold : 0,
                         a->breaker ? a->breaker->reset_timeout_ms : 0);
         b->queue = ao_fairq_create();
@@ -116,6 +121,7 @@ void ao_backends_destroy(ao_backends_t *bs)
         backend_t *b = &bs->v[i];
         if (b->agent) b->agent->ops->destroy(b->agent);
         ao_fairq_destroy(b->queue);
+        json_decref(b->by_tenant);
         pthread_mutex_destroy(&b->lock);
     }
     ao_agent_factory_shutdown();
@@ -172,14 +178,26 @@ static void account(backend_t *b, ao_dispatch_t *d, ao_agent_outcome_t *o, int s
             b->lat_pos = (b->lat_pos + 1) % LAT_WINDOW;
             if (b->n_lat < LAT_WINDOW) b->n_lat++;
         }
+        int64_t cost = 0;
+        uint64_t tokens = 0;
         if (o->result && o->result->usage) {
-            b->tokens += o->result->usage->total_tokens
-                             ? o->result->usage->total_tokens
-                             : o->result->usage->prompt_tokens + o->result->usage->completion_tokens;
-            b->cost_micros += ao_price_cost(b->cfg->price, o->result->usage);
+            const Agentos__V1__Usage *u = o->result->usage;
+            tokens = u->total_tokens ? u->total_tokens : u->prompt_tokens + u->completion_tokens;
+            cost = ao_price_cost(b->cfg->price, u);
         } else if (o->error_class != EC(CANCELLED)) {
-            b->cost_micros += ao_price_cost(b->cfg->price, NULL);
+            cost = ao_price_cost(b->cfg->price, NULL);
         }
+        b->tokens += tokens;
+        b->cost_micros += cost;
+        const char *tenant = d->call.task && d->call.task->tenant ? d->call.task->tenant : "";
+        json_t *t = json_object_get(b->by_tenant, tenant);
+        if (!t) {
+            t = json_pack("[II]", (json_int_t)0, (json_int_t)0);
+            json_object_set_new(b->by_tenant, tenant, t);
+        }
+        json_integer_set(json_array_get(t, 0), json_integer_value(json_array_get(t, 0)) + cost);
+        json_integer_set(json_array_get(t, 1),
+                         json_integer_value(json_array_get(t, 1)) + (json_int_t)tokens);
         if (b->in_flight < b->cfg->max_concurrency) {
             next = ao_fairq_pop(b->queue);
             if (next) b->in_flight++;
@@ -433,7 +451,7 @@ static double percentile(double *sorted, size_t n, double p)
     return sorted[i];
 }
 
-static Agentos__V1__AgentHealth *health_of(backend_t *b)
+static Agentos__V1__AgentHealth *health_of(backend_t *b, const char *tenant)
 {
     Agentos__V1__AgentHealth *h = ao_xmalloc(sizeof *h);
     agentos__v1__agent_health__init(h);
@@ -455,8 +473,14 @@ static Agentos__V1__AgentHealth *health_of(backend_t *b)
     h->error_rate = b->n_recent ? (double)fails / (double)b->n_recent : 0;
     size_t nl = b->n_lat;
     memcpy(lat, b->latency_ms, nl * sizeof *lat);
-    h->cost_micros = b->cost_micros;
-    h->tokens = b->tokens;
+    if (tenant) {
+        json_t *t = json_object_get(b->by_tenant, tenant);
+        h->cost_micros = t ? json_integer_value(json_array_get(t, 0)) : 0;
+        h->tokens = t ? (uint64_t)json_integer_value(json_array_get(t, 1)) : 0;
+    } else {
+        h->cost_micros = b->cost_micros;
+        h->tokens = b->tokens;
+    }
     h->opened_unix_ms = b->opened_unix_ms;
     pthread_mutex_unlock(&b->lock);
     qsort(lat, nl, sizeof *lat, cmp_double);
@@ -465,19 +489,19 @@ static Agentos__V1__AgentHealth *health_of(backend_t *b)
     return h;
 }
 
-int ao_backends_health(ao_backends_t *bs, const char *name,
+int ao_backends_health(ao_backends_t *bs, const char *name, const char *tenant,
                        Agentos__V1__GetAgentHealthResponse *out, ao_status_t *st)
 {
     if (name && *name) {
         backend_t *b = find(bs, name);
         if (!b) return ao_status_set(st, AO_ENOTFOUND, "no agent backend named \"%s\"", name);
         Agentos__V1__AgentHealth **slot = ao_pb_push(&out->agents, &out->n_agents, sizeof *slot);
-        *slot = health_of(b);
+        *slot = health_of(b, tenant);
         return 0;
     }
     for (size_t i = 0; i < bs->n; i++) {
         Agentos__V1__AgentHealth **slot = ao_pb_push(&out->agents, &out->n_agents, sizeof *slot);
-        *slot = health_of(&bs->v[i]);
+        *slot = health_of(&bs->v[i], tenant);
     }
     return 0;
 }

@@ -83,8 +83,10 @@ void ao_dispatch_fini(ao_dispatch_t *d);
 void ao_backends_cancel(ao_backends_t *bs, ao_dispatch_t *d);
 
 /* Health of one backend (name) or all (NULL/""), appended to out->agents.
- * AO_ENOTFOUND for an unknown name. */
-int ao_backends_health(ao_backends_t *bs, const char *name,
+ * Spend and tokens are those of `tenant`'s calls (NULL: every tenant's, for
+ * the operator's metrics); the rest (breaker, load, errors, latency) is the
+ * backend's, shared by all. AO_ENOTFOUND for an unknown name. */
+int ao_backends_health(ao_backends_t *bs, const char *name, const char *tenant,
                        Agentos__V1__GetAgentHealthResponse *out, ao_status_t *st);
 
 /* Calls in flight over all backends. */

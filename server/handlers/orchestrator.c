@@ -561,7 +561,7 @@ static void get_agent_health(ao_rpc_call_t *call, const ProtobufCMessage *m, voi
     const Agentos__V1__GetAgentHealthRequest *req = (const void *)m;
     Agentos__V1__GetAgentHealthResponse resp = AGENTOS__V1__GET_AGENT_HEALTH_RESPONSE__INIT;
     ao_status_t st;
-    if (ao_backends_health(ao_engine_backends(h->engine), req->agent, &resp, &st)) ao_rpc_fail_status(call, &st);
+    if (ao_backends_health(ao_engine_backends(h->engine), req->agent, ao_rpc_call_tenant(call), &resp, &st)) ao_rpc_fail_status(call, &st);
     else ao_rpc_reply(call, &resp.base);
     for (size_t i = 0; i < resp.n_agents; i++) ao_pb_free(resp.agents[i]);
     free(resp.agents);

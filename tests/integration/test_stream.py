@@ -55,7 +55,10 @@ class StreamTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.metrics_port = free_port()
-        cls.srv = Server(agents=[builtin("noop"), builtin("stuck", hang=True)], config={
+        cls.srv = Server(agents=[builtin("noop"), builtin("stuck", hang=True),
+                                 {"name": "paid", "kind": "BACKEND_KIND_BUILTIN",
+                                  "builtin": {"promptTokens": 10, "completionTokens": 5},
+                                  "price": {"perCallMicros": "100"}}], config={
             "tokens": [{"tenant": t, "tokenSha256": sha(k), "name": t} for t, k in TOKENS.items()],
             "limits": {"subscriberBuffer": 32, "maxSubscribers": 40},
             "metricsListen": "127.0.0.1:%d" % cls.metrics_port,
@@ -187,6 +190,27 @@ class StreamTest(unittest.TestCase):
         for wf, c in ((wa, self.a), (wb, self.b)):
             c.CancelWorkflow(opb.CancelWorkflowRequest(workflow_id=wf))
 
+    def test_agent_health_shows_only_the_callers_spend(self):
+        # Regression: GetAgentHealth showed every tenant's spend through a
+        # backend to any tenant.
+        def spend(c):
+            h = c.GetAgentHealth(opb.GetAgentHealthRequest(agent="paid")).agents[0]
+            return h.cost_micros, h.tokens
+        a0, b0 = spend(self.a), spend(self.b)
+        for _ in range(3):
+            r = self.a.submit(wpb.WorkflowSpec(tasks=[task("t", "paid")]))
+            self.assertEqual(r.status, WS.WORKFLOW_STATUS_SUCCESS)
+        self.assertEqual(spend(self.a), (a0[0] + 300, a0[1] + 45))
+        self.assertEqual(spend(self.b), b0)
+        r = self.b.submit(wpb.WorkflowSpec(tasks=[task("t", "paid")]))
+        self.assertEqual(spend(self.b), (b0[0] + 100, b0[1] + 15))
+        self.assertEqual(spend(self.a), (a0[0] + 300, a0[1] + 45))
+        # The breaker and load figures are the backend's, the same for both.
+        ha = self.a.GetAgentHealth(opb.GetAgentHealthRequest(agent="paid")).agents[0]
+        hb = self.b.GetAgentHealth(opb.GetAgentHealthRequest(agent="paid")).agents[0]
+        self.assertEqual((ha.calls_total, ha.breaker), (hb.calls_total, hb.breaker))
+        self.assertEqual(ha.calls_total, 4)
+
     def test_filters_and_limits(self):
         r = self.a.submit(wpb.WorkflowSpec(tasks=[task("x", "noop"), task("y", "noop", deps=["x"])]))
         evs = self.a.events(r.workflow_id, timeout=3)
@@ -233,6 +257,39 @@ class StreamTest(unittest.TestCase):
             self.a.PublishEvent(custom(wf, "n%d" % i))
         t.join(timeout=30)
         self.assertEqual([e.seq for e in got], [start + 1, start + 2, start + 3])
+        self.a.CancelWorkflow(opb.CancelWorkflowRequest(workflow_id=wf))
+
+    def test_filtered_backlog_past_a_buffer_loses_nothing(self):
+        # A backlog read fills at most a buffer (limits.subscriber_buffer,
+        # 32 here) per pass through the workflow index; with a type filter
+        # most events it passes are not wanted. Regression: a pass that
+        # visited a buffer's worth without filling it skipped the rest of
+        # the backlog, so a filtered stream of a workflow lost every event
+        # past its first 32.
+        wf = self.running_workflow(self.a)
+        findings = []
+        first = None
+        for block in range(3):
+            # More than a pass over the whole log visits (4 buffers).
+            for i in range(150):
+                r = self.a.PublishEvent(custom(wf, "filler %d-%d" % (block, i)))
+                first = first or r.seq
+            r = self.a.PublishEvent(opb.PublishEventRequest(
+                workflow_id=wf, finding=wpb.Finding(key="k%d" % block, value="v", confidence=0.5)))
+            findings.append(r.seq)
+        last = self.a.get(wf).last_seq
+        only = [EV.EVENT_TYPE_FINDING_PUBLISHED]
+        bounded = list(self.a.StreamEvents(opb.StreamEventsRequest(
+            workflow_id=wf, to_seq=last, types=only), timeout=10))
+        self.assertEqual([e.seq for e in bounded], findings)
+        # The same through the whole log (no workflow filter) and live.
+        whole = list(self.a.StreamEvents(opb.StreamEventsRequest(
+            from_seq=first, to_seq=last, types=only), timeout=10))
+        self.assertEqual([e.seq for e in whole], findings)
+        live = Collector(self.a, opb.StreamEventsRequest(workflow_id=wf, types=only))
+        wait_until(lambda: len(live.events) >= 3, 10, what="the findings from the backlog")
+        live.cancel()
+        self.assertEqual(live.seqs(), findings)
         self.a.CancelWorkflow(opb.CancelWorkflowRequest(workflow_id=wf))
 
     def collect(self, req, timeout=3):

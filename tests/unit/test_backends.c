@@ -211,7 +211,7 @@ static void test_concurrency_limit_is_fair(void **state)
     }
     Agentos__V1__GetAgentHealthResponse h = AGENTOS__V1__GET_AGENT_HEALTH_RESPONSE__INIT;
     ao_status_t st;
-    assert_int_equal(ao_backends_health(e->bs, "slow", &h, &st), 0);
+    assert_int_equal(ao_backends_health(e->bs, "slow", NULL, &h, &st), 0);
     assert_int_equal(h.agents[0]->in_flight, 1);
     assert_true(h.agents[0]->queued >= 19);
     assert_int_equal(h.agents[0]->max_concurrency, 1);
@@ -252,7 +252,7 @@ static void test_breaker_opens_and_probe_closes(void **state)
     int64_t deadline = ao_mono_us() + 10 * 1000000;
     Agentos__V1__GetAgentHealthResponse h = AGENTOS__V1__GET_AGENT_HEALTH_RESPONSE__INIT;
     ao_status_t st;
-    ao_backends_health(e->bs, "flaky", &h, &st);
+    ao_backends_health(e->bs, "flaky", NULL, &h, &st);
     int64_t opened = h.agents[0]->opened_unix_ms;
     assert_true(opened > 0);
     assert_int_equal(h.agents[0]->breaker, BS(OPEN));
@@ -304,7 +304,7 @@ static void test_timeout_and_cancel(void **state)
     }
     Agentos__V1__GetAgentHealthResponse h = AGENTOS__V1__GET_AGENT_HEALTH_RESPONSE__INIT;
     ao_status_t st;
-    ao_backends_health(e->bs, NULL, &h, &st);
+    ao_backends_health(e->bs, NULL, NULL, &h, &st);
     assert_int_equal(h.n_agents, 1);
     assert_int_equal(h.agents[0]->breaker, BS(CLOSED));
     assert_int_equal(h.agents[0]->in_flight, 0);
