@@ -15,8 +15,11 @@
  * call): latency_ms, fail_rate, fail_first (per task: the first N calls of a
  * task id fail with 503), status (answer with this HTTP status), retry_after
  * (seconds, with status 429), drip_ms (send the reply a byte at a time,
- * this many ms apart), hang (never answer), prompt_tokens,
- * completion_tokens, score, confidence, content (openai: "json" or "text").
+ * this many ms apart), hang (never answer), barrier (HTTPS: hold the request
+ * until this many barrier requests are held at once, then answer them all
+ * after latency_ms; how a benchmark gets N connections open at once),
+ * prompt_tokens, completion_tokens, score, confidence, content (openai:
+ * "json" or "text").
  *
  * One thread runs an epoll loop over non-blocking TLS connections (HTTP/1.1
  * keep-alive), with a timer heap for latencies: 10,000 requests in flight
@@ -58,9 +61,10 @@ typedef struct behaviour {
     double latency_ms, fail_rate, fail_first, status, retry_after, drip_ms, hang;
     double prompt_tokens, completion_tokens, score, confidence;
     int text_content;
+    double barrier;
 } behaviour_t;
 
-static behaviour_t defaults = {0, 0, 0, 0, 1, 0, 0, 20, 10, 0.5, 0.8, 0};
+static behaviour_t defaults = {0, 0, 0, 0, 1, 0, 0, 20, 10, 0.5, 0.8, 0, 0};
 static int quiet;
 
 static void set_behaviour(behaviour_t *b, const char *name, const char *value)
@@ -78,6 +82,7 @@ static void set_behaviour(behaviour_t *b, const char *name, const char *value)
     else if (!strcmp(name, "score")) b->score = v;
     else if (!strcmp(name, "confidence")) b->confidence = v;
     else if (!strcmp(name, "content")) b->text_content = !strcmp(value, "text");
+    else if (!strcmp(name, "barrier")) b->barrier = v;
 }
 
 /* ---- stats ---------------------------------------------------------------------------- */
@@ -163,8 +168,9 @@ typedef struct conn {
     double drip_ms;     /* write a byte at a time, this far apart */
     int64_t next_drip_us;
     int hang;
-    size_t heap_pos;
-    int in_heap;
+    int64_t latency_us; /* at a barrier: how long to wait once it opens */
+    size_t heap_pos, barrier_pos;
+    int in_heap, at_barrier;
     struct conn *prev, *next; /* every open connection, to close them at exit */
 } conn_t;
 
@@ -174,6 +180,8 @@ static conn_t *conns;
 static int stop_pipe[2];
 static conn_t **heap;
 static size_t heap_n, heap_cap;
+static conn_t **barrier; /* requests held at the barrier */
+static size_t barrier_n, barrier_cap;
 
 static int64_t conn_due(const conn_t *c)
 {
@@ -233,12 +241,42 @@ static void heap_del(conn_t *c)
     }
 }
 
+static void barrier_del(conn_t *c)
+{
+    if (!c->at_barrier) return;
+    barrier[c->barrier_pos] = barrier[--barrier_n];
+    barrier[c->barrier_pos]->barrier_pos = c->barrier_pos;
+    c->at_barrier = 0;
+}
+
+/* Holds c until `size` requests are held; then all of them go on to wait
+ * their latency. */
+static void barrier_add(conn_t *c, size_t size)
+{
+    if (barrier_n == barrier_cap) {
+        barrier_cap = barrier_cap ? barrier_cap * 2 : 1024;
+        barrier = ao_xrealloc(barrier, barrier_cap * sizeof *barrier);
+    }
+    barrier[barrier_n] = c;
+    c->barrier_pos = barrier_n++;
+    c->at_barrier = 1;
+    if (barrier_n < size) return;
+    int64_t now = ao_mono_us();
+    while (barrier_n) {
+        conn_t *h = barrier[0];
+        barrier_del(h);
+        h->due_us = now + h->latency_us;
+        heap_add(h);
+    }
+}
+
 static void conn_close(conn_t *c)
 {
     if (c->prev) c->prev->next = c->next;
     else conns = c->next;
     if (c->next) c->next->prev = c->prev;
     heap_del(c);
+    barrier_del(c);
     epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
     SSL_free(c->ssl);
     close(c->fd);
@@ -282,9 +320,12 @@ static void respond(conn_t *c, int status, const char *reason, const char *extra
     c->hang = b && b->hang;
     c->drip_ms = b ? b->drip_ms : 0;
     c->state = C_WAIT;
-    c->due_us = ao_mono_us() + (int64_t)((b ? b->latency_ms : 0) * 1000);
+    c->latency_us = (int64_t)((b ? b->latency_ms : 0) * 1000);
+    c->due_us = ao_mono_us() + c->latency_us;
     want(c, 0);
-    if (!c->hang) heap_add(c);
+    if (c->hang) return;
+    if (b && b->barrier >= 1) barrier_add(c, (size_t)b->barrier);
+    else heap_add(c);
 }
 
 static void parse_directives(behaviour_t *b, const char *text)
@@ -552,6 +593,7 @@ static void *https_main(void *arg)
             if (evs[i].data.ptr == &stop_pipe) {
                 while (conns) conn_close(conns);
                 free(heap);
+                free(barrier);
                 close(epfd);
                 close(lfd);
                 return NULL;

@@ -121,7 +121,7 @@ class BackendsTest(unittest.TestCase):
         }
         for agent, cause in cases.items():
             r, t = self.run1(agent)
-            self.assertEqual(r.status, WS.WORKFLOW_STATUS_PARTIAL_SUCCESS, agent)
+            self.assertEqual(r.status, WS.WORKFLOW_STATUS_FAILED, agent)  # its one task failed
             self.assertEqual(t.error_class, wpb.ERROR_CLASS_TLS if agent != "mtls_nocert"
                              else t.error_class, agent)
             self.assertIn(cause, t.error, "%s: %s" % (agent, t.error))
