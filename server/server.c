@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 struct ao_server {
     Agentos__V1__ServerConfig *cfg;
@@ -166,10 +167,19 @@ int ao_server_create(Agentos__V1__ServerConfig *cfg, ao_server_t **out, ao_statu
     srv->timers = ao_timers_create();
     srv->pool = ao_pool_create(cfg->executor->worker_threads);
     if ((rc = ao_backends_create(cfg, srv->timers, srv->pool, &srv->backends, st))) goto fail;
-    for (size_t i = 0; i < cfg->n_agents; i++)
-        if (cfg->agents[i]->tls && cfg->agents[i]->tls->insecure_skip_verify)
+    for (size_t i = 0; i < cfg->n_agents; i++) {
+        const Agentos__V1__AgentBackend *a = cfg->agents[i];
+        if (a->tls && a->tls->insecure_skip_verify)
             AO_WARN("server", "TLS verification is OFF for agent backend %s (insecure_skip_verify)",
-                    cfg->agents[i]->name);
+                    a->name);
+        int http = a->kind == AGENTOS__V1__BACKEND_KIND__BACKEND_KIND_HTTPS ||
+                   a->kind == AGENTOS__V1__BACKEND_KIND__BACKEND_KIND_OPENAI;
+        if (http && !strncasecmp(a->url, "http://", 7))
+            AO_WARN("server",
+                    "agent backend %s is plaintext HTTP (%s): requests, replies and its API key "
+                    "cross the network unencrypted",
+                    a->name, a->url);
+    }
     ao_hub_options_t ho = {
         .log = srv->log,
         .durable_seq = ao_log_last_seq(srv->log),

@@ -231,6 +231,15 @@ class ServerTest(unittest.TestCase):
             self.assertIn("rpc started threads=%d" % n, srv.log())
             srv.stop()
 
+    def test_plaintext_agent_backend_is_warned_about(self):
+        srv = self.start(agents=[
+            {"name": "plain", "kind": "BACKEND_KIND_HTTPS", "url": "http://127.0.0.1:9/agent"},
+            {"name": "sealed", "kind": "BACKEND_KIND_HTTPS", "url": "https://127.0.0.1:9/agent"}]).start()
+        log = srv.log()
+        self.assertIn("agent backend plain is plaintext HTTP (http://127.0.0.1:9/agent)", log)
+        self.assertNotIn("agent backend sealed is plaintext", log)
+        srv.stop()
+
     def test_config_errors(self):
         binary = os.environ["AGENTOSD"]
 
