@@ -19,7 +19,8 @@
  * until this many barrier requests are held at once, then answer them all
  * after latency_ms; how a benchmark gets N connections open at once),
  * prompt_tokens, completion_tokens, score, confidence, content (openai:
- * "json" or "text").
+ * "json" or "text"), output_bytes (an output of this many bytes, for
+ * limits).
  *
  * One thread runs an epoll loop over non-blocking TLS connections (HTTP/1.1
  * keep-alive), with a timer heap for latencies: 10,000 requests in flight
@@ -62,9 +63,10 @@ typedef struct behaviour {
     double prompt_tokens, completion_tokens, score, confidence;
     int text_content;
     double barrier;
+    double output_bytes;
 } behaviour_t;
 
-static behaviour_t defaults = {0, 0, 0, 0, 1, 0, 0, 20, 10, 0.5, 0.8, 0, 0};
+static behaviour_t defaults = {0, 0, 0, 0, 1, 0, 0, 20, 10, 0.5, 0.8, 0, 0, 0};
 static int quiet;
 
 static void set_behaviour(behaviour_t *b, const char *name, const char *value)
@@ -83,6 +85,7 @@ static void set_behaviour(behaviour_t *b, const char *name, const char *value)
     else if (!strcmp(name, "confidence")) b->confidence = v;
     else if (!strcmp(name, "content")) b->text_content = !strcmp(value, "text");
     else if (!strcmp(name, "barrier")) b->barrier = v;
+    else if (!strcmp(name, "output_bytes")) b->output_bytes = v;
 }
 
 /* ---- stats ---------------------------------------------------------------------------- */
@@ -135,6 +138,15 @@ static Agentos__V1__AgentResult *make_result(const behaviour_t *b, const char *t
     Agentos__V1__AgentResult *r = ao_xmalloc(sizeof *r);
     agentos__v1__agent_result__init(r);
     char *out = ao_xasprintf("mock analysis of %s (%zu bytes of input)", task_id, strlen(input));
+    if (b->output_bytes > 0) {
+        /* A reply of this size (for limits), the text repeated. */
+        size_t n = (size_t)b->output_bytes, len = strlen(out);
+        char *big = ao_xmalloc(n + 1);
+        for (size_t k = 0; k < n; k++) big[k] = out[k % len];
+        big[n] = 0;
+        free(out);
+        out = big;
+    }
     ao_pb_set_str(&r->output, out);
     free(out);
     r->score = b->score;
@@ -779,7 +791,9 @@ int main(int argc, char **argv)
         char addr[64];
         snprintf(addr, sizeof addr, "127.0.0.1:%d", grpc_port);
         const char *listen[] = {addr};
-        ao_rpc_options_t ro = {.listen = listen, .n_listen = 1, .creds = creds, .threads = 2};
+        /* Sends replies past a client's 4 MiB limit when output_bytes asks. */
+        ao_rpc_options_t ro = {.listen = listen, .n_listen = 1, .creds = creds, .threads = 2,
+                               .max_message_bytes = 64u << 20};
         ao_status_t st;
         srv = ao_rpc_server_create(&ro, &st);
         static const ao_rpc_method_impl_t impls[] = {{"Execute", AO_RPC_UNARY, grpc_execute, 0}};

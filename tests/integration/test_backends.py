@@ -131,6 +131,24 @@ class BackendsTest(unittest.TestCase):
         self.assertEqual(t.error_class, wpb.ERROR_CLASS_UNAVAILABLE)
         self.assertIn("onnect", t.error)
 
+    def test_replies_over_the_limit_are_invalid_not_retried(self):
+        # Regression: gRPC's own "Received message larger than max" was taken
+        # for the agent's quota (RATE_LIMITED) and retried.
+        big = params(**{"mock.output_bytes": 5 * 1024 * 1024})
+        r, t = self.run1("grpc", attempts=3, params=big)
+        self.assertEqual(t.error_class, wpb.ERROR_CLASS_INVALID_RESPONSE, t.error)
+        self.assertEqual(t.attempts, 1)
+        self.assertIn("larger than max", t.error)
+        # The HTTPS backend refuses a body over its 4 MiB too, with its cause.
+        r, t = self.run1("https", params=big)
+        self.assertEqual(r.status, WS.WORKFLOW_STATUS_FAILED)
+        self.assertNotEqual(t.error_class, wpb.ERROR_CLASS_UNSPECIFIED)
+        self.assertTrue(t.error, t)
+        # Within the limits all is well.
+        r, t = self.run1("grpc", params=params(**{"mock.output_bytes": 100000}))
+        self.assertEqual(r.status, WS.WORKFLOW_STATUS_SUCCESS, t.error)
+        self.assertEqual(len(t.output), 100000)
+
     def test_429_with_retry_after_is_honoured(self):
         r, t = self.run1("https", attempts=2, params=params(**{"mock.fail_first": 0, "mock.status": 429,
                                                                 "mock.retry_after": 1}))
