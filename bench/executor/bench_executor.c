@@ -283,44 +283,57 @@ int main(int argc, char **argv)
            async_log, async_us <= 10 ? "met" : "NOT met");
     }
 
-    /* 3. Makespan over the ideal critical path. */
+    /* 3. Makespan over the ideal critical path: the scheduler (no level
+     * barriers) with durability async, then the same with the WAL synced,
+     * where each step on the critical path also waits for one fsync (the
+     * floor of section 2). */
     if (PART("makespan")) {
-    rig_open(&r, base, "makespan", 1, 0);
-    /* Diamond: A -> B, A -> C -> D, {B, D} -> E; B 100 ms, C and D 50 ms. */
-    s = spec_new(5);
-    const char *ids[] = {"A", "B", "C", "D", "E"};
-    for (int i = 0; i < 5; i++) {
-        free(s->tasks[i]->id);
-        s->tasks[i]->id = ao_xstrdup(ids[i]);
-    }
-    depend(s->tasks[1], "A");
-    depend(s->tasks[2], "A");
-    depend(s->tasks[3], "C");
-    depend(s->tasks[4], "B");
-    depend(s->tasks[4], "D");
-    latency(s->tasks[1], 100);
-    latency(s->tasks[2], 50);
-    latency(s->tasks[3], 50);
-    double diamond = run_workflow(&r, s) / 1000.0;
-    protobuf_c_message_free_unpacked(&s->base, NULL);
-    /* Four 4-step chains; chain j's step j takes 100 ms, the rest 10 ms. */
-    s = spec_new(16);
-    for (int j = 0; j < 4; j++)
-        for (int st = 0; st < 4; st++) {
-            Agentos__V1__TaskSpec *t = s->tasks[j * 4 + st];
-            free(t->id);
-            t->id = ao_xasprintf("c%d_%d", j, st);
-            if (st) depend(t, s->tasks[j * 4 + st - 1]->id);
-            latency(t, st == j ? 100 : 10);
+    double ms[2][2];
+    for (int sync = 0; sync < 2; sync++) {
+        rig_open(&r, base, "makespan", sync, 0);
+        /* Diamond: A -> B, A -> C -> D, {B, D} -> E; B 100 ms, C and D 50 ms. */
+        s = spec_new(5);
+        const char *ids[] = {"A", "B", "C", "D", "E"};
+        for (int i = 0; i < 5; i++) {
+            free(s->tasks[i]->id);
+            s->tasks[i]->id = ao_xstrdup(ids[i]);
         }
-    double chains = run_workflow(&r, s) / 1000.0;
-    protobuf_c_message_free_unpacked(&s->base, NULL);
-    rig_close(&r);
+        depend(s->tasks[1], "A");
+        depend(s->tasks[2], "A");
+        depend(s->tasks[3], "C");
+        depend(s->tasks[4], "B");
+        depend(s->tasks[4], "D");
+        latency(s->tasks[1], 100);
+        latency(s->tasks[2], 50);
+        latency(s->tasks[3], 50);
+        ms[sync][0] = run_workflow(&r, s) / 1000.0;
+        protobuf_c_message_free_unpacked(&s->base, NULL);
+        /* Four 4-step chains; chain j's step j takes 100 ms, the rest 10 ms. */
+        s = spec_new(16);
+        for (int j = 0; j < 4; j++)
+            for (int st = 0; st < 4; st++) {
+                Agentos__V1__TaskSpec *t = s->tasks[j * 4 + st];
+                free(t->id);
+                t->id = ao_xasprintf("c%d_%d", j, st);
+                if (st) depend(t, s->tasks[j * 4 + st - 1]->id);
+                latency(t, st == j ? 100 : 10);
+            }
+        ms[sync][1] = run_workflow(&r, s) / 1000.0;
+        protobuf_c_message_free_unpacked(&s->base, NULL);
+        rig_close(&r);
+    }
     printf("%-34s %10s %10s %8s\n", "makespan (sleeping agents)", "ideal ms", "actual ms", "ratio");
-    printf("%-34s %10.1f %10.1f %7.3fx (LangGraph.js 1.56x)\n", "diamond", 100.0, diamond, diamond / 100.0);
-    printf("%-34s %10.1f %10.1f %7.3fx (LangGraph.js 3.19x)\n", "four 4-step chains", 130.0, chains,
-           chains / 130.0);
-    printf("  target <= 1.02x\n\n");
+    printf("%-34s %10.1f %10.1f %7.3fx (LangGraph.js 1.56x)\n", "diamond, durability async", 100.0,
+           ms[0][0], ms[0][0] / 100.0);
+    printf("%-34s %10.1f %10.1f %7.3fx (LangGraph.js 3.19x)\n", "four 4-step chains, async", 130.0,
+           ms[0][1], ms[0][1] / 130.0);
+    printf("%-34s %10.1f %10.1f %7.3fx\n", "diamond, WAL synced", 100.0, ms[1][0], ms[1][0] / 100.0);
+    printf("%-34s %10.1f %10.1f %7.3fx\n", "four 4-step chains, WAL synced", 130.0, ms[1][1],
+           ms[1][1] / 130.0);
+    int met = ms[0][0] / 100.0 <= 1.02 && ms[0][1] / 130.0 <= 1.02;
+    printf("  target <= 1.02x (the scheduler, durability async): %s; WAL synced adds an fsync to\n"
+           "  each step of the critical path (LangGraph.js writes nothing)\n\n",
+           met ? "met" : "NOT met");
     }
 
     /* 4. 10,000 agent calls in flight (1 s each). */

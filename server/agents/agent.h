@@ -83,12 +83,12 @@ typedef struct ao_agent_ops {
     void (*cancel)(ao_agent_t *agent, ao_agent_call_t *call);
     /* Frees the backend. Every call has completed. */
     void (*destroy)(ao_agent_t *agent);
-    /* Optional (NULL: never). Whether start would complete this call
-     * before returning, cheaply and without blocking (a builtin agent with
-     * no latency). The executor then runs start on the submitting thread:
-     * handing work of a microsecond to the pool and back costs more than
-     * the work. */
-    int (*instant)(const ao_agent_t *agent, const ao_agent_call_t *call);
+    /* Optional (NULL: never). Whether start, for this call, is cheap and
+     * never blocks: it costs microseconds and at most sets a timer (a
+     * builtin agent, which computes its reply in process). The executor
+     * then runs start on the submitting thread: handing that much work to
+     * the pool and back costs more than the work. */
+    int (*cheap_start)(const ao_agent_t *agent, const ao_agent_call_t *call);
 } ao_agent_ops_t;
 
 struct ao_agent {

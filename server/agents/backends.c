@@ -328,7 +328,7 @@ static void start_job(void *ud)
 }
 
 /* A slot is reserved (in_flight counted): check the breaker, then start,
- * on the pool, or here when the call is instant and this is its submitter
+ * on the pool, or here when its start is cheap and this is its submitter
  * (may_inline; never from a completion, which would recurse through the
  * queue). */
 static void start_dispatch(backend_t *b, ao_dispatch_t *d, int may_inline)
@@ -358,7 +358,7 @@ static void start_dispatch(backend_t *b, ao_dispatch_t *d, int may_inline)
         return;
     }
     d->state = D_STARTING;
-    int now = may_inline && b->agent->ops->instant && b->agent->ops->instant(b->agent, &d->call);
+    int now = may_inline && b->agent->ops->cheap_start && b->agent->ops->cheap_start(b->agent, &d->call);
     pthread_mutex_unlock(&d->lock);
     if (now) start_job(d);
     else ao_pool_submit(b->bs->pool, d->fair_key, start_job, d);

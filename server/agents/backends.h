@@ -5,8 +5,8 @@
  *
  * A dispatch goes: queued (if the backend is at its limit; round-robin by
  * workflow) -> breaker check (fails at once with CIRCUIT_OPEN while open)
- * -> started on the worker pool (an instant call, at once on the submitting
- * thread) -> in flight (no thread held) -> done,
+ * -> started on the worker pool (a call whose start is cheap, at once on
+ * the submitting thread) -> in flight (no thread held) -> done,
  * exactly once, on whichever thread finished it.
  *
  * Thread-safe.

@@ -1839,6 +1839,10 @@ int ao_engine_checkpoint(ao_engine_t *e, ao_wf_t *wf, const char *reason, const 
 ao_engine_t *ao_engine_create(const ao_engine_options_t *opt)
 {
     ao_engine_t *e = ao_xcalloc(1, sizeof *e);
+    /* The first random bytes seed OpenSSL's generator (milliseconds):
+     * here, not in the first submission's reply time. */
+    char warm[9];
+    ao_random_hex(warm, 4);
     e->cfg = opt->cfg;
     e->env.cfg = opt->cfg;
     e->log = opt->log;
