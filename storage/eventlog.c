@@ -87,9 +87,15 @@ static int mkdirs(const char *path)
 
 static int rocks_error(ao_status_t *st, const char *dir, const char *what, char *err)
 {
+    /* Classified by what RocksDB's Status says. Only a failure to take the
+     * directory's LOCK file ("While lock file: DIR/LOCK: ..." from another
+     * process, "lock hold by current process ...: DIR/LOCK: ..." from
+     * this one) is "busy": a bare "lock" would also match "block", and a
+     * damaged table ("Corruption: block checksum mismatch") would be
+     * reported as another agentosd holding the directory. */
     int code = AO_EIO;
-    if (strstr(err, "lock") || strstr(err, "LOCK") || strstr(err, "Resource temporarily unavailable"))
-        code = AO_EBUSY;
+    if (!strncmp(err, "Corruption:", 11)) code = AO_ECORRUPT;
+    else if (strstr(err, "/LOCK: ")) code = AO_EBUSY;
     if (code == AO_EBUSY)
         ao_status_set(st, code,
                       "the data directory %s is in use by another agentosd (its RocksDB LOCK is "
@@ -409,6 +415,14 @@ int ao_log_read_range(ao_log_t *log, uint64_t from, uint64_t to, size_t max, ao_
 typedef struct wf_ctx {
     range_ctx_t r;
     size_t prefix;
+    /* One iterator over events for the whole read, rather than a point
+     * lookup per index entry: a Get searches every level (no bloom
+     * filters here) and decompresses a block per event, while the
+     * iterator keeps its position and its block, so a workflow's
+     * consecutive events cost a Next and scattered ones a Seek from
+     * where it is. */
+    rocksdb_iterator_t *events;
+    uint64_t at; /* the seq the iterator is on; 0: not positioned */
 } wf_ctx_t;
 
 static int wf_kv(void *ud, const char *k, size_t kl, const char *v, size_t vl)
@@ -423,22 +437,36 @@ static int wf_kv(void *ud, const char *k, size_t kl, const char *v, size_t vl)
     uint64_t seq = rd_be64((const unsigned char *)k + c->prefix);
     unsigned char ek[8];
     be64(seq, ek);
-    char *err = NULL;
-    size_t el = 0;
-    char *ev = rocksdb_get_cf(c->r.log->db, c->r.log->ropts, c->r.log->cf[CF_EVENTS], (const char *)ek, 8,
-                              &el, &err);
-    if (err) {
-        rocks_error(c->r.st, c->r.log->dir, "reading", err);
-        return AO_EIO;
+    /* Made after the index iterator (scan made it before this first
+     * visit): its snapshot is as new or newer, so every event the index
+     * names is in it (an event and its index entry are one WriteBatch). */
+    if (!c->events)
+        c->events =
+            rocksdb_create_iterator_cf(c->r.log->db, c->r.log->ropts, c->r.log->cf[CF_EVENTS]);
+    if (c->at && seq == c->at + 1) {
+        rocksdb_iter_next(c->events);
+    } else {
+        rocksdb_iter_seek(c->events, (const char *)ek, 8);
+    }
+    const char *ev = NULL;
+    size_t el = 0, ekl = 0;
+    c->at = 0;
+    if (rocksdb_iter_valid(c->events)) {
+        const char *key = rocksdb_iter_key(c->events, &ekl);
+        if (ekl == 8 && !memcmp(key, ek, 8)) {
+            ev = rocksdb_iter_value(c->events, &el);
+            c->at = seq;
+        }
     }
     if (!ev) {
+        char *err = NULL;
+        rocksdb_iter_get_error(c->events, &err);
+        if (err) return rocks_error(c->r.st, c->r.log->dir, "reading", err);
         ao_status_set(c->r.st, AO_ECORRUPT, "%s: the workflow index names event %llu, which is missing",
                       c->r.log->dir, (unsigned long long)seq);
         return AO_ECORRUPT;
     }
-    int stop = c->r.fn(c->r.ud, seq, ev, el);
-    rocksdb_free(ev);
-    if (stop) return 1;
+    if (c->r.fn(c->r.ud, seq, ev, el)) return 1;
     return ++c->r.n == c->r.max ? 1 : 0;
 }
 
@@ -457,8 +485,10 @@ int ao_log_read_workflow(ao_log_t *log, const char *workflow_id, uint64_t from, 
     } else {
         hl = wf_key(workflow_id, to + 1, hi, sizeof hi);
     }
-    wf_ctx_t c = {{log, fn, ud, max, 0, st}, ll - 8};
-    return scan(log, CF_WF_INDEX, (const char *)lo, ll, (const char *)hi, hl, 0, wf_kv, &c, st);
+    wf_ctx_t c = {{log, fn, ud, max, 0, st}, ll - 8, NULL, 0};
+    int rc = scan(log, CF_WF_INDEX, (const char *)lo, ll, (const char *)hi, hl, 0, wf_kv, &c, st);
+    if (c.events) rocksdb_iter_destroy(c.events);
+    return rc;
 }
 
 typedef struct one_ctx {

@@ -36,6 +36,7 @@
 #include <jansson.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,17 +150,54 @@ static void ring_clear(sub_t *s)
 
 /* ---- reading the log ------------------------------------------------------- */
 
+/* Decoding an event only to filter it allocates its strings and payload
+ * and frees them right after: from a bump arena instead of malloc, reset
+ * per event (what does not fit falls back to malloc and is freed). A
+ * backlog read decodes every event it passes, per subscriber, so this is
+ * most of its cost after the transport. */
+#define ARENA_BYTES (16 * 1024)
+
+typedef struct arena {
+    size_t used;
+    _Alignas(max_align_t) unsigned char buf[ARENA_BYTES];
+} arena_t;
+
+static void *arena_alloc(void *ud, size_t n)
+{
+    arena_t *a = ud;
+    size_t need = (n + _Alignof(max_align_t) - 1) & ~(size_t)(_Alignof(max_align_t) - 1);
+    if (need <= ARENA_BYTES - a->used) {
+        void *p = a->buf + a->used;
+        a->used += need;
+        return p;
+    }
+    return ao_xmalloc(n ? n : 1);
+}
+
+static void arena_free(void *ud, void *p)
+{
+    arena_t *a = ud;
+    unsigned char *c = p;
+    if (c >= a->buf && c < a->buf + ARENA_BYTES) return;
+    free(p);
+}
+
 typedef struct read_ctx {
     sub_t *s;
     uint64_t last_read;
     size_t room;
+    size_t visited; /* events the read passed, wanted or not */
+    arena_t *arena;
+    ProtobufCAllocator alloc;
 } read_ctx_t;
 
 static int read_one(void *ud, uint64_t seq, const void *data, size_t len)
 {
     read_ctx_t *c = ud;
     c->last_read = seq;
-    Agentos__V1__Event *ev = agentos__v1__event__unpack(NULL, len, data);
+    c->visited++;
+    c->arena->used = 0;
+    Agentos__V1__Event *ev = agentos__v1__event__unpack(&c->alloc, len, data);
     if (!ev) {
         AO_ERROR("hub", "event does not decode seq=%llu: skipped in a stream", (unsigned long long)seq);
         return 0;
@@ -168,7 +206,8 @@ static int read_one(void *ud, uint64_t seq, const void *data, size_t len)
         ring_push(c->s, ao_evref_new(seq, ev->type, ev->tenant, ev->workflow_id, ev->task_id, data, len));
         c->room--;
     }
-    agentos__v1__event__free_unpacked(ev, NULL);
+    /* Frees only what overflowed the arena. */
+    agentos__v1__event__free_unpacked(ev, &c->alloc);
     return c->room == 0;
 }
 
@@ -178,21 +217,32 @@ static int read_one(void *ud, uint64_t seq, const void *data, size_t len)
  * alone. Returns the new next_seq. */
 static uint64_t read_backlog(sub_t *s, uint64_t durable)
 {
-    read_ctx_t c = {s, 0, s->cap < CHUNK ? s->cap : CHUNK};
+    arena_t *arena = ao_xmalloc(sizeof *arena);
+    read_ctx_t c = {.s = s,
+                    .room = s->cap < CHUNK ? s->cap : CHUNK,
+                    .arena = arena,
+                    .alloc = {arena_alloc, arena_free, arena}};
     uint64_t to = s->to_seq && s->to_seq < durable ? s->to_seq : durable;
+    /* At most this many events are passed per read (the workflow index
+     * holds only the workflow's events; the whole log, everyone's). */
+    size_t max = s->workflow_id ? c.room : c.room * 4;
     ao_status_t st;
     int rc;
     if (s->workflow_id)
-        rc = ao_log_read_workflow(s->hub->log, s->workflow_id, s->next_seq, to, c.room, read_one, &c, &st);
+        rc = ao_log_read_workflow(s->hub->log, s->workflow_id, s->next_seq, to, max, read_one, &c,
+                                  &st);
     else
-        rc = ao_log_read_range(s->hub->log, s->next_seq, to, c.room * 4, read_one, &c, &st);
+        rc = ao_log_read_range(s->hub->log, s->next_seq, to, max, read_one, &c, &st);
+    free(arena);
     if (rc) {
         AO_ERROR("hub", "reading the log for a stream failed: %s", st.msg);
         return s->next_seq;
     }
     if (!c.last_read) return to + 1; /* nothing more up to durable */
-    /* A bounded read stopped early: continue after the last read. */
-    return c.room == 0 || (!s->workflow_id && c.last_read < to) ? c.last_read + 1 : to + 1;
+    /* Stopped early (the ring's room filled, or `max` events passed, most
+     * of them filtered out): continue after the last one passed. Else the
+     * read reached `to`. */
+    return c.room == 0 || c.visited == max ? c.last_read + 1 : to + 1;
 }
 
 /* ---- the stream ------------------------------------------------------------------- */
