@@ -204,6 +204,12 @@ int ao_log_open(const ao_log_options_t *opt, ao_log_t **out, ao_status_t *st)
     rocksdb_options_increase_parallelism(o, 2);
     rocksdb_options_set_compression(o, rocksdb_lz4_compression);
     rocksdb_options_set_write_buffer_size(o, 32 << 20);
+    /* A write-ahead log file is kept until every column family has flushed
+     * what it holds, and the small ones (snapshots, checkpoints, meta)
+     * rarely fill a memtable: without a cap, opening a log of 1,000,000
+     * events replayed 323 MB of WAL (1.6 s of a 2.3 s recovery). Past 64 MiB
+     * RocksDB flushes the families that hold the oldest file. */
+    rocksdb_options_set_max_total_wal_size(o, 64 << 20);
     rocksdb_options_set_max_open_files(o, 512);
     rocksdb_options_set_keep_log_file_num(o, 4);
 

@@ -1916,6 +1916,7 @@ typedef struct replay_ctx {
     const char *wf_id;
     ao_status_t *st;
     int rc;
+    size_t n; /* events replayed */
 } replay_ctx_t;
 
 static int replay_event(void *ud, uint64_t seq, const void *data, size_t len)
@@ -1941,6 +1942,7 @@ static int replay_event(void *ud, uint64_t seq, const void *data, size_t len)
         c->rc = ao_wf_apply(c->wf, ev, c->st);
     }
     agentos__v1__event__free_unpacked(ev, NULL);
+    c->n++;
     return c->rc != 0;
 }
 
@@ -1965,7 +1967,7 @@ static int load_snapshot(void *ud, const char *wf_id, uint64_t seq, const void *
         if ((c->rc = ao_wf_from_snapshot(pb, &wf, c->st))) return 1;
     }
     if (!wf || !ao_wf_status_terminal(wf->pb->status)) {
-        replay_ctx_t r = {wf, NULL, wf_id, c->st, 0};
+        replay_ctx_t r = {wf, NULL, wf_id, c->st, 0, 0};
         int rc = ao_log_read_workflow(c->e->log, wf_id, seq + 1, UINT64_MAX, 0, replay_event, &r, c->st);
         wf = r.wf;
         if (!rc && !r.rc && !wf)
@@ -1977,7 +1979,7 @@ static int load_snapshot(void *ud, const char *wf_id, uint64_t seq, const void *
             c->rc = rc ? rc : r.rc;
             return 1;
         }
-        c->replayed += wf->pb->last_seq - seq;
+        c->replayed += r.n;
     }
     add_workflow(c->e, wf);
     if (!ao_wf_status_terminal(wf->pb->status)) atomic_fetch_add(&c->e->active, 1);
@@ -2365,7 +2367,7 @@ void ao_engine_list(ao_engine_t *e, const char *tenant, const char *after,
 int ao_engine_state_at(ao_log_t *log, const char *workflow_id, uint64_t at_seq, ao_wf_t **out,
                        ao_status_t *st)
 {
-    replay_ctx_t r = {NULL, NULL, workflow_id, st, 0};
+    replay_ctx_t r = {NULL, NULL, workflow_id, st, 0, 0};
     int rc = ao_log_read_workflow(log, workflow_id, 0, at_seq, 0, replay_event, &r, st);
     if (rc || r.rc) {
         ao_wf_free(r.wf);
