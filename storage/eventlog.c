@@ -11,6 +11,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <rocksdb/c.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -35,11 +36,24 @@ struct ao_log {
     int read_only;
 };
 
+/* A workflow's events in a batch: one index entry at write time, keyed by
+ * the first, holding the deltas to the others. */
+typedef struct wf_group {
+    char *workflow_id;
+    uint64_t first, last;
+    unsigned char *deltas;
+    size_t n_deltas, cap_deltas;
+} wf_group_t;
+
 struct ao_log_batch {
     ao_log_t *log;
     rocksdb_writebatch_t *wb;
     uint64_t first, last;
     size_t n_events;
+    json_t *group_of; /* workflow id -> index into groups */
+    wf_group_t *groups;
+    size_t n_groups, cap_groups;
+    int indexed; /* the groups' index entries are in wb */
 };
 
 static void be64(uint64_t v, unsigned char out[8])
@@ -176,9 +190,21 @@ static int check_schema(ao_log_t *log, int created, ao_status_t *st)
                              "%s has an unknown storage schema version \"%s\" (this agentosd "
                              "reads version %d)",
                              log->dir, buf, AO_LOG_SCHEMA_VERSION);
-    if (ver != AO_LOG_SCHEMA_VERSION)
+    if (ver == 1 && !log->read_only) {
+        /* Version 1 reads as 2 (its index entries hold one event each);
+         * from now on entries may hold several, which version 1 misreads:
+         * the database says so. */
+        int m = snprintf(buf, sizeof buf, "%d", AO_LOG_SCHEMA_VERSION);
+        rocksdb_put_cf(log->db, log->wopts, log->cf[CF_META], SCHEMA_KEY, strlen(SCHEMA_KEY), buf,
+                       (size_t)m, &err);
+        if (err) return rocks_error(st, log->dir, "writing the schema version of", err);
+        AO_INFO("storage", "upgraded %s from storage schema version 1 to %d", log->dir,
+                AO_LOG_SCHEMA_VERSION);
+        return 0;
+    }
+    if (ver != AO_LOG_SCHEMA_VERSION && ver != 1)
         return ao_status_set(st, AO_ESCHEMA,
-                             "%s has storage schema version %ld; this agentosd reads version %d%s",
+                             "%s has storage schema version %ld; this agentosd reads versions 1 to %d%s",
                              log->dir, ver, AO_LOG_SCHEMA_VERSION,
                              ver > AO_LOG_SCHEMA_VERSION ? " (it was written by a newer agentosd)" : "");
     return 0;
@@ -256,9 +282,23 @@ ao_log_batch_t *ao_log_batch_new(ao_log_t *log)
     return b;
 }
 
+static void clear_groups(ao_log_batch_t *b)
+{
+    for (size_t i = 0; i < b->n_groups; i++) {
+        free(b->groups[i].workflow_id);
+        free(b->groups[i].deltas);
+    }
+    b->n_groups = 0;
+    if (b->group_of) json_object_clear(b->group_of);
+    b->indexed = 0;
+}
+
 void ao_log_batch_free(ao_log_batch_t *b)
 {
     if (!b) return;
+    clear_groups(b);
+    free(b->groups);
+    json_decref(b->group_of);
     rocksdb_writebatch_destroy(b->wb);
     free(b);
 }
@@ -266,8 +306,58 @@ void ao_log_batch_free(ao_log_batch_t *b)
 void ao_log_batch_clear(ao_log_batch_t *b)
 {
     rocksdb_writebatch_clear(b->wb);
+    clear_groups(b);
     b->first = b->last = 0;
     b->n_events = 0;
+}
+
+static void put_varint(wf_group_t *g, uint64_t v)
+{
+    if (g->cap_deltas - g->n_deltas < 10) {
+        g->cap_deltas = g->cap_deltas ? g->cap_deltas * 2 : 16;
+        g->deltas = ao_xrealloc(g->deltas, g->cap_deltas);
+    }
+    while (v >= 0x80) {
+        g->deltas[g->n_deltas++] = (unsigned char)(v | 0x80);
+        v >>= 7;
+    }
+    g->deltas[g->n_deltas++] = (unsigned char)v;
+}
+
+static void group_event(ao_log_batch_t *b, const char *workflow_id, uint64_t seq)
+{
+    if (!b->group_of) b->group_of = json_object();
+    json_t *v = json_object_get(b->group_of, workflow_id);
+    if (v) {
+        wf_group_t *g = &b->groups[json_integer_value(v)];
+        put_varint(g, seq - g->last);
+        g->last = seq;
+        return;
+    }
+    if (b->n_groups == b->cap_groups) {
+        b->cap_groups = b->cap_groups ? b->cap_groups * 2 : 8;
+        b->groups = ao_xrealloc(b->groups, b->cap_groups * sizeof *b->groups);
+    }
+    wf_group_t *g = &b->groups[b->n_groups];
+    memset(g, 0, sizeof *g);
+    g->workflow_id = ao_xstrdup(workflow_id);
+    g->first = g->last = seq;
+    json_object_set_new(b->group_of, workflow_id, json_integer((json_int_t)b->n_groups));
+    b->n_groups++;
+}
+
+/* The index entries of the batch's workflows, once. */
+static void put_index(ao_log_batch_t *b)
+{
+    if (b->indexed) return;
+    for (size_t i = 0; i < b->n_groups; i++) {
+        const wf_group_t *g = &b->groups[i];
+        unsigned char ik[256 + 9];
+        size_t kl = wf_key(g->workflow_id, g->first, ik, sizeof ik);
+        rocksdb_writebatch_put_cf(b->wb, b->log->cf[CF_WF_INDEX], (const char *)ik, kl,
+                                  (const char *)g->deltas, g->n_deltas);
+    }
+    b->indexed = 1;
 }
 
 size_t ao_log_batch_count(const ao_log_batch_t *b)
@@ -281,11 +371,7 @@ void ao_log_batch_put_event(ao_log_batch_t *b, uint64_t seq, const char *workflo
     unsigned char k[8];
     be64(seq, k);
     rocksdb_writebatch_put_cf(b->wb, b->log->cf[CF_EVENTS], (const char *)k, 8, data, len);
-    if (workflow_id && *workflow_id) {
-        unsigned char ik[256 + 9];
-        size_t kl = wf_key(workflow_id, seq, ik, sizeof ik);
-        rocksdb_writebatch_put_cf(b->wb, b->log->cf[CF_WF_INDEX], (const char *)ik, kl, "", 0);
-    }
+    if (workflow_id && *workflow_id) group_event(b, workflow_id, seq);
     if (!b->n_events) b->first = seq;
     else if (seq != b->last + 1) b->first = 0; /* marks a gap: write refuses */
     b->last = seq;
@@ -326,6 +412,7 @@ int ao_log_write(ao_log_t *log, ao_log_batch_t *b, ao_status_t *st)
                              "without a gap",
                              (unsigned long long)b->first, (unsigned long long)b->last,
                              (unsigned long long)last);
+    put_index(b);
     char *err = NULL;
     rocksdb_write(log->db, log->wopts, b->wb, &err);
     if (err) return rocks_error(st, log->dir, "writing to", err);
@@ -431,21 +518,14 @@ typedef struct wf_ctx {
     uint64_t at; /* the seq the iterator is on; 0: not positioned */
 } wf_ctx_t;
 
-static int wf_kv(void *ud, const char *k, size_t kl, const char *v, size_t vl)
+/* Delivers event seq of the workflow (named by the index). */
+static int wf_event(wf_ctx_t *c, uint64_t seq)
 {
-    (void)v;
-    (void)vl;
-    wf_ctx_t *c = ud;
-    if (kl != c->prefix + 8) {
-        ao_status_set(c->r.st, AO_ECORRUPT, "%s: a workflow index key of %zu bytes", c->r.log->dir, kl);
-        return AO_ECORRUPT;
-    }
-    uint64_t seq = rd_be64((const unsigned char *)k + c->prefix);
     unsigned char ek[8];
     be64(seq, ek);
-    /* Made after the index iterator (scan made it before this first
-     * visit): its snapshot is as new or newer, so every event the index
-     * names is in it (an event and its index entry are one WriteBatch). */
+    /* Made after the index iterator: its snapshot is as new or newer, so
+     * every event the index names is in it (an event and its index entry
+     * are one WriteBatch). */
     if (!c->events)
         c->events =
             rocksdb_create_iterator_cf(c->r.log->db, c->r.log->ropts, c->r.log->cf[CF_EVENTS]);
@@ -476,24 +556,83 @@ static int wf_kv(void *ud, const char *k, size_t kl, const char *v, size_t vl)
     return ++c->r.n == c->r.max ? 1 : 0;
 }
 
+/* One index entry: its key's seq, then one per varint delta of its value;
+ * those in [from, to] are delivered. 2: past `to`. */
+static int wf_entry(wf_ctx_t *c, const char *k, size_t kl, const char *v, size_t vl, uint64_t from,
+                    uint64_t to)
+{
+    if (kl != c->prefix + 8) {
+        ao_status_set(c->r.st, AO_ECORRUPT, "%s: a workflow index key of %zu bytes", c->r.log->dir, kl);
+        return AO_ECORRUPT;
+    }
+    uint64_t seq = rd_be64((const unsigned char *)k + c->prefix);
+    const unsigned char *p = (const unsigned char *)v, *end = p + vl;
+    for (;;) {
+        if (seq > to) return 2;
+        if (seq >= from) {
+            int r = wf_event(c, seq);
+            if (r) return r;
+        }
+        if (p == end) return 0;
+        uint64_t d = 0;
+        int shift = 0;
+        while (p < end && (*p & 0x80) && shift < 63) {
+            d |= (uint64_t)(*p++ & 0x7f) << shift;
+            shift += 7;
+        }
+        if (p < end) d |= (uint64_t)*p++ << shift;
+        else d = 0;
+        if (!d) {
+            ao_status_set(c->r.st, AO_ECORRUPT, "%s: a workflow index entry at %llu does not decode",
+                          c->r.log->dir, (unsigned long long)rd_be64((const unsigned char *)k + c->prefix));
+            return AO_ECORRUPT;
+        }
+        seq += d;
+    }
+}
+
 int ao_log_read_workflow(ao_log_t *log, const char *workflow_id, uint64_t from, uint64_t to,
                          size_t max, ao_log_event_fn fn, void *ud, ao_status_t *st)
 {
     if (to < from) return 0;
     unsigned char lo[256 + 9], hi[256 + 9];
     size_t ll = wf_key(workflow_id, from, lo, sizeof lo);
-    size_t hl;
-    if (to == UINT64_MAX) {
-        /* Up to the end of this workflow's keys: "WF\x01". */
-        hl = ll - 8;
-        memcpy(hi, lo, hl);
-        hi[hl - 1] = 1;
-    } else {
-        hl = wf_key(workflow_id, to + 1, hi, sizeof hi);
+    size_t prefix = ll - 8;
+    /* Past this workflow's keys: "WF\x01". */
+    memcpy(hi, lo, prefix);
+    hi[prefix - 1] = 1;
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi, prefix);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(log->db, ro, log->cf[CF_WF_INDEX]);
+    /* The entry holding `from` may start before it: begin at the last entry
+     * at or before (from), if it is this workflow's. */
+    rocksdb_iter_seek_for_prev(it, (const char *)lo, ll);
+    int mine = 0;
+    if (rocksdb_iter_valid(it)) {
+        size_t kl;
+        const char *k = rocksdb_iter_key(it, &kl);
+        mine = kl == ll && !memcmp(k, lo, prefix);
     }
-    wf_ctx_t c = {{log, fn, ud, max, 0, st}, ll - 8, NULL, 0};
-    int rc = scan(log, CF_WF_INDEX, (const char *)lo, ll, (const char *)hi, hl, 0, wf_kv, &c, st);
+    if (!mine) {
+        memset(lo + prefix, 0, 8);
+        rocksdb_iter_seek(it, (const char *)lo, ll);
+    }
+    wf_ctx_t c = {{log, fn, ud, max, 0, st}, prefix, NULL, 0};
+    int rc = 0;
+    for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t kl, vl;
+        const char *k = rocksdb_iter_key(it, &kl);
+        const char *v = rocksdb_iter_value(it, &vl);
+        int r = wf_entry(&c, k, kl, v, vl, from, to);
+        if (r < 0) rc = r;
+        if (r) break;
+    }
+    char *err = NULL;
+    rocksdb_iter_get_error(it, &err);
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
     if (c.events) rocksdb_iter_destroy(c.events);
+    if (err) return rocks_error(st, log->dir, "reading", err);
     return rc;
 }
 

@@ -5,7 +5,9 @@
  * per kind of record:
  *
  *   events       seq (8 bytes, big-endian)            -> packed agentos.v1.Event
- *   wf_index     workflow id, 0x00, seq (big-endian)  -> "" (events of a workflow)
+ *   wf_index     workflow id, 0x00, seq (big-endian)  -> the workflow's further
+ *                events of the same batch: seq deltas as varints (often
+ *                none); schema 1 had one entry per event, read alike
  *   snapshots    workflow id                          -> seq (8 bytes BE) + packed Workflow
  *   checkpoints  workflow id, 0x00, seq (big-endian)  -> packed agentos.v1.Checkpoint
  *   meta         name                                 -> value (schema version, ...)
@@ -25,8 +27,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The schema version this build writes and reads. */
-#define AO_LOG_SCHEMA_VERSION 1
+/* The schema version this build writes. It reads it and version 1 (one
+ * workflow index entry per event), and marks a version 1 database it
+ * opens for writing as 2. */
+#define AO_LOG_SCHEMA_VERSION 2
 
 typedef struct ao_log ao_log_t;
 typedef struct ao_log_batch ao_log_batch_t;

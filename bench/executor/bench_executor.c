@@ -203,6 +203,20 @@ static double write_floor_us(const char *base, int sync, int n)
     return us;
 }
 
+static int cmp_dbl(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(const double *v, int n)
+{
+    double tmp[16];
+    memcpy(tmp, v, (size_t)n * sizeof *tmp);
+    qsort(tmp, (size_t)n, sizeof *tmp, cmp_dbl);
+    return n % 2 ? tmp[n / 2] : (tmp[n / 2 - 1] + tmp[n / 2]) / 2;
+}
+
 static void resources(long *threads, long *rss_kb)
 {
     *threads = *rss_kb = 0;
@@ -258,26 +272,41 @@ int main(int argc, char **argv)
     Agentos__V1__WorkflowSpec *s;
     if (PART("chain")) {
     size_t chain = quick ? 100 : 1000;
-    double floor_us = write_floor_us(base, 1, quick ? 50 : 200);
-    double afloor_us = write_floor_us(base, 0, quick ? 500 : 5000);
-    rig_open(&r, base, "chain-sync", 1, 0);
+    /* fsync times drift with the disk: each round measures the floor right
+     * before its chain, and the figures are the rounds' medians. */
+    enum { ROUNDS = 5 };
+    double floors[ROUNDS], syncs[ROUNDS], logs[ROUNDS], ratios[ROUNDS];
     s = spec_new(chain);
     for (size_t i = 1; i < chain; i++) depend(s->tasks[i], s->tasks[i - 1]->id);
-    uint64_t c0 = atomic_load(&ao_metrics.commit_micros);
-    double sync_us = run_workflow(&r, s) / (double)chain;
-    double sync_log = (double)(atomic_load(&ao_metrics.commit_micros) - c0) / (double)chain;
-    rig_close(&r);
-    rig_open(&r, base, "chain-async", 0, 0);
-    c0 = atomic_load(&ao_metrics.commit_micros);
-    double async_us = run_workflow(&r, s) / (double)chain;
-    double async_log = (double)(atomic_load(&ao_metrics.commit_micros) - c0) / (double)chain;
-    rig_close(&r);
+    int rounds = quick ? 1 : ROUNDS;
+    for (int k = 0; k < rounds; k++) {
+        floors[k] = write_floor_us(base, 1, quick ? 50 : 200);
+        rig_open(&r, base, "chain-sync", 1, 0);
+        uint64_t c0 = atomic_load(&ao_metrics.commit_micros);
+        syncs[k] = run_workflow(&r, s) / (double)chain;
+        logs[k] = (double)(atomic_load(&ao_metrics.commit_micros) - c0) / (double)chain;
+        ratios[k] = syncs[k] / floors[k];
+        rig_close(&r);
+    }
+    double floor_us = median(floors, rounds), sync_us = median(syncs, rounds);
+    double sync_log = median(logs, rounds), sync_ratio = median(ratios, rounds);
+    double afloors[ROUNDS], asyncs[ROUNDS], alogs[ROUNDS];
+    for (int k = 0; k < rounds; k++) {
+        afloors[k] = write_floor_us(base, 0, quick ? 500 : 2000);
+        rig_open(&r, base, "chain-async", 0, 0);
+        uint64_t c0 = atomic_load(&ao_metrics.commit_micros);
+        asyncs[k] = run_workflow(&r, s) / (double)chain;
+        alogs[k] = (double)(atomic_load(&ao_metrics.commit_micros) - c0) / (double)chain;
+        rig_close(&r);
+    }
+    double afloor_us = median(afloors, rounds), async_us = median(asyncs, rounds);
+    double async_log = median(alogs, rounds);
     protobuf_c_message_free_unpacked(&s->base, NULL);
     printf("%-34s %12s %12s\n", "chain of tasks", "us/step", "log writes");
     printf("%-34s %12.1f\n", "fsync floor (one synced write)", floor_us);
     printf("%-34s %12.1f %12.1f   ratio to the fsync floor %.2fx (target <= 1.3x): %s\n",
-           "chain, WAL synced", sync_us, sync_log, sync_us / floor_us,
-           sync_us / floor_us <= 1.3 ? "met" : "NOT met");
+           "chain, WAL synced", sync_us, sync_log, sync_ratio, sync_ratio <= 1.3 ? "met" : "NOT met");
+    if (rounds > 1) printf("  (medians of %d rounds, each with its own floor)\n", rounds);
     printf("%-34s %12.1f\n", "write floor (one unsynced write)", afloor_us);
     printf("%-34s %12.1f %12.1f   (target <= 10 us): %s\n\n", "chain, durability async", async_us,
            async_log, async_us <= 10 ? "met" : "NOT met");

@@ -464,7 +464,7 @@ static void test_meta(void **state)
 
 static const char *cf_names[] = {"default",   "events",      "wf_index",
                                  "snapshots", "checkpoints", "meta"};
-enum { RAW_EVENTS = 1, RAW_SNAPSHOTS = 3, RAW_META = 5, RAW_NCF = 6 };
+enum { RAW_EVENTS = 1, RAW_INDEX = 2, RAW_SNAPSHOTS = 3, RAW_META = 5, RAW_NCF = 6 };
 
 typedef struct raw {
     rocksdb_t *db;
@@ -526,6 +526,127 @@ static void set_schema(const char *dir, const char *version)
     else
         raw_delete(&r, RAW_META, "schema_version", 14);
     raw_close(&r);
+}
+
+static size_t raw_count(raw_t *r, int cf)
+{
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(r->db, ro, r->cf[cf]);
+    size_t n = 0;
+    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) n++;
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    return n;
+}
+
+static size_t index_key(const char *wf, uint64_t seq, unsigned char *k)
+{
+    size_t n = strlen(wf);
+    memcpy(k, wf, n);
+    k[n] = 0;
+    be64(seq, k + n + 1);
+    return n + 9;
+}
+
+/* The workflow index holds one entry per workflow per batch (the first
+ * event's seq, then deltas), and a read from the middle of an entry finds
+ * the rest of it. */
+static void test_index_one_entry_per_workflow_per_batch(void **state)
+{
+    fx_t *f = *state;
+    ao_log_t *log = open_log(f->dir, 0);
+    const char *wfs[] = {"w2", "w1"};
+    write_events(log, 1, 200, wfs, 2); /* one batch: w1 the odd seqs, w2 the even */
+    write_events(log, 201, 203, wfs, 2);
+    seen_t s = {0};
+    read_wf(log, "w1", 101, 105, 0, &s);
+    uint64_t mid[] = {101, 103, 105};
+    assert_seqs(&s, mid, 3);
+    memset(&s, 0, sizeof s);
+    read_wf(log, "w2", 198, UINT64_MAX, 0, &s);
+    uint64_t across[] = {198, 200, 202};
+    assert_seqs(&s, across, 3);
+    memset(&s, 0, sizeof s);
+    read_wf(log, "w1", 0, UINT64_MAX, 0, &s);
+    assert_int_equal(s.n, 102);
+    ao_log_close(log);
+    raw_t r;
+    raw_open(&r, f->dir);
+    assert_int_equal(raw_count(&r, RAW_INDEX), 4); /* 2 workflows x 2 batches */
+    assert_int_equal(raw_count(&r, RAW_EVENTS), 203);
+    raw_close(&r);
+}
+
+/* A version 1 database (one index entry per event, empty values) reads the
+ * same, and opening it for writing marks it version 2; read-only leaves it. */
+static void test_index_version_1_read_and_upgraded(void **state)
+{
+    fx_t *f = *state;
+    ao_log_close(open_log(f->dir, 0));
+    raw_t r;
+    raw_open(&r, f->dir);
+    raw_put(&r, RAW_META, "schema_version", 14, "1", 1);
+    for (uint64_t seq = 1; seq <= 6; seq++) {
+        unsigned char ek[8], ik[64];
+        be64(seq, ek);
+        char buf[64];
+        size_t len = payload(seq, buf, sizeof buf);
+        raw_put(&r, RAW_EVENTS, ek, 8, buf, len);
+        raw_put(&r, RAW_INDEX, ik, index_key(seq % 2 ? "odd" : "even", seq, ik), "", 0);
+    }
+    raw_close(&r);
+    for (int ro = 1; ro >= 0; ro--) {
+        ao_log_t *log = open_log(f->dir, ro);
+        seen_t s = {0};
+        read_wf(log, "odd", 2, 5, 0, &s);
+        uint64_t odd[] = {3, 5};
+        assert_seqs(&s, odd, 2);
+        void *v;
+        size_t vl;
+        ao_status_t st;
+        assert_int_equal(ao_log_get_meta(log, "schema_version", &v, &vl, &st), 0);
+        assert_memory_equal(v, ro ? "1" : "2", 1);
+        free(v);
+        ao_log_close(log);
+    }
+    /* Written after the upgrade, read with what was there. */
+    ao_log_t *log = open_log(f->dir, 0);
+    const char *wfs[] = {"odd"};
+    write_events(log, 7, 9, wfs, 1);
+    seen_t s = {0};
+    read_wf(log, "odd", 0, UINT64_MAX, 0, &s);
+    uint64_t all[] = {1, 3, 5, 7, 8, 9};
+    assert_seqs(&s, all, 6);
+    ao_log_close(log);
+}
+
+/* An index entry whose deltas do not decode is reported, not followed. */
+static void test_index_corrupt_entry(void **state)
+{
+    fx_t *f = *state;
+    ao_log_t *log = open_log(f->dir, 0);
+    const char *wfs[] = {"w"};
+    write_events(log, 1, 3, wfs, 1);
+    ao_log_close(log);
+    raw_t r;
+    raw_open(&r, f->dir);
+    unsigned char ik[64];
+    /* An unterminated varint; and a zero delta (a seq twice). */
+    raw_put(&r, RAW_INDEX, ik, index_key("w", 1, ik), "\x81", 1);
+    raw_close(&r);
+    log = open_log(f->dir, 0);
+    seen_t s = {0};
+    ao_status_t st;
+    assert_int_equal(ao_log_read_workflow(log, "w", 0, UINT64_MAX, 0, collect, &s, &st), AO_ECORRUPT);
+    assert_non_null(strstr(st.msg, "workflow index entry at 1 does not decode"));
+    ao_log_close(log);
+    raw_open(&r, f->dir);
+    raw_put(&r, RAW_INDEX, ik, index_key("w", 1, ik), "\x01\x00", 2);
+    raw_close(&r);
+    log = open_log(f->dir, 0);
+    memset(&s, 0, sizeof s);
+    assert_int_equal(ao_log_read_workflow(log, "w", 0, UINT64_MAX, 0, collect, &s, &st), AO_ECORRUPT);
+    ao_log_close(log);
 }
 
 static void test_schema_version(void **state)
@@ -989,6 +1110,9 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_checkpoints, setup, teardown),
         cmocka_unit_test_setup_teardown(test_meta, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_version, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_index_one_entry_per_workflow_per_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_index_version_1_read_and_upgraded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_index_corrupt_entry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_events_without_version_corrupt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_second_open_busy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_only, setup, teardown),
