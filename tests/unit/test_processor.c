@@ -484,6 +484,66 @@ static void test_after_commit_emits_get_own_commit(void **state)
     pthread_mutex_unlock(&f->lock);
 }
 
+/* Callbacks of one commit, the first of which emits: the ones after it must
+ * not see its event before it is durable (they wait for the next commit),
+ * and they still run in order, ahead of callbacks registered later. */
+typedef struct behind {
+    fx_t *f;
+    uint64_t emitted;
+    int order[4];
+    int n;
+} behind_t;
+
+static void behind_later(ao_proc_t *p, void *ud)
+{
+    (void)p;
+    behind_t *b = ud;
+    b->order[b->n++] = 3;
+    bump(b->f, &b->f->afters);
+}
+
+static void behind_second(ao_proc_t *p, void *ud)
+{
+    (void)p;
+    behind_t *b = ud;
+    if (ao_log_last_seq(b->f->log) < b->emitted)
+        problem(b->f, "a callback behind one that emitted ran before event %llu was durable",
+                (unsigned long long)b->emitted);
+    b->order[b->n++] = 2;
+    bump(b->f, &b->f->afters);
+}
+
+static void behind_first(ao_proc_t *p, void *ud)
+{
+    behind_t *b = ud;
+    b->order[b->n++] = 1;
+    b->emitted = emit_text(p, "wf", "from-first-callback");
+    ao_proc_after_commit(p, behind_later, b);
+    bump(b->f, &b->f->afters);
+}
+
+static void behind_work(ao_proc_t *p, void *ud)
+{
+    emit_text(p, "wf", "from-work");
+    ao_proc_after_commit(p, behind_first, ud);
+    ao_proc_after_commit(p, behind_second, ud);
+}
+
+static void test_callbacks_behind_an_emitting_one_wait(void **state)
+{
+    fx_t *f = *state;
+    make_proc(f, 0);
+    ao_proc_start(f->p);
+    behind_t b = {f, 0, {0}, 0};
+    ao_proc_post(f->p, behind_work, NULL, &b);
+    wait_count(f, &f->afters, 3, "the three callbacks");
+    assert_no_problem(f);
+    assert_int_equal(b.n, 3);
+    assert_int_equal(b.order[0], 1);
+    assert_int_equal(b.order[1], 2);
+    assert_int_equal(b.order[2], 3);
+}
+
 /* ---- batch size -------------------------------------------------------------- */
 
 static void one_event(ao_proc_t *p, void *ud)
@@ -889,6 +949,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_contiguous_seqs_in_posting_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nothing_out_before_durable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_after_commit_emits_get_own_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_callbacks_behind_an_emitting_one_wait, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_batch_events_splits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_default_batch_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_runs_posted_drops_later, setup, teardown),
