@@ -107,7 +107,7 @@ class ServerTest(unittest.TestCase):
         other = grpc.secure_channel("localhost:%d" % srv.port,
                                     grpc.ssl_channel_credentials(root_certificates=self.read("other-ca.pem")))
         with self.assertRaises(grpc.RpcError) as cm:
-            health_pb2_grpc.HealthStub(other).Check(health_pb2.HealthCheckRequest(), timeout=5)
+            health_pb2_grpc.HealthStub(other).Check(health_pb2.HealthCheckRequest(), timeout=30)
         self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAVAILABLE)
         ch.close()
         other.close()
@@ -132,7 +132,7 @@ class ServerTest(unittest.TestCase):
         no_cert = grpc.secure_channel("localhost:%d" % srv.port,
                                       grpc.ssl_channel_credentials(root_certificates=self.read("ca.pem")))
         with self.assertRaises(grpc.RpcError) as cm:
-            health_pb2_grpc.HealthStub(no_cert).Check(health_pb2.HealthCheckRequest(), timeout=5)
+            health_pb2_grpc.HealthStub(no_cert).Check(health_pb2.HealthCheckRequest(), timeout=30)
         self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAVAILABLE)
         with_cert.close()
         no_cert.close()
