@@ -91,7 +91,8 @@ static void set_behaviour(behaviour_t *b, const char *name, const char *value)
 /* ---- stats ---------------------------------------------------------------------------- */
 
 static pthread_mutex_t stats_lock = PTHREAD_MUTEX_INITIALIZER;
-static json_t *stats;     /* {"calls":N, "paths":{}, "idempotency_keys":{}, "bearer_sha256":{}} */
+static json_t *stats;     /* {"calls":N, "paths":{}, "idempotency_keys":{}, "bearer_sha256":{},
+                             *  "openai_temperatures":{}} */
 static json_t *per_task;  /* task id -> calls so far (fail_first) */
 
 static void count(const char *path, const char *idem, const char *bearer)
@@ -110,6 +111,15 @@ static void count(const char *path, const char *idem, const char *bearer)
         json_t *b = json_object_get(stats, "bearer_sha256");
         json_object_set_new(b, h, json_integer(json_integer_value(json_object_get(b, h)) + 1));
     }
+    pthread_mutex_unlock(&stats_lock);
+}
+
+/* Counts one more `key` under stats[name]. */
+static void tally(const char *name, const char *key)
+{
+    pthread_mutex_lock(&stats_lock);
+    json_t *o = json_object_get(stats, name);
+    json_object_set_new(o, key, json_integer(json_integer_value(json_object_get(o, key)) + 1));
     pthread_mutex_unlock(&stats_lock);
 }
 
@@ -401,6 +411,11 @@ static void handle_openai(conn_t *c, const char *body, size_t len, const char *i
         user = json_string_value(json_object_get(m, "content")) ?: "";
     behaviour_t b = defaults;
     parse_directives(&b, user);
+    /* What temperature requests carried ("absent" when none), for tests. */
+    json_t *temp = json_object_get(req, "temperature");
+    char tk[32] = "absent";
+    if (json_is_number(temp)) snprintf(tk, sizeof tk, "%g", json_number_value(temp));
+    tally("openai_temperatures", tk);
     const char *task = json_string_value(json_object_get(req, "user"));
     char task_id[256] = "-";
     if (task) {
@@ -754,7 +769,8 @@ int main(int argc, char **argv)
         setrlimit(RLIMIT_NOFILE, &rl);
     }
     ao_log_configure(quiet ? "warn" : "info", "text");
-    stats = json_pack("{s:i,s:{},s:{},s:{}}", "calls", 0, "paths", "idempotency_keys", "bearer_sha256");
+    stats = json_pack("{s:i,s:{},s:{},s:{},s:{}}", "calls", 0, "paths", "idempotency_keys", "bearer_sha256",
+                      "openai_temperatures");
     per_task = json_object();
 
     int https_bound = 0, grpc_bound = 0, lfd = -1;

@@ -239,7 +239,8 @@ static char *openai_request(ao_agent_t *a, const Agentos__V1__AgentTask *t)
     ao_sb_free(&user);
     json_array_append_new(msgs, um);
     json_object_set_new(req, "messages", msgs);
-    if (s && s->temperature > 0) json_object_set_new(req, "temperature", json_real(s->temperature));
+    if (s && (s->temperature > 0 || s->send_temperature))
+        json_object_set_new(req, "temperature", json_real(s->temperature));
     if (s && s->max_tokens) json_object_set_new(req, "max_tokens", json_integer(s->max_tokens));
     if (s && s->json_mode) {
         json_t *rf = json_object();

@@ -76,6 +76,10 @@ class BackendsTest(unittest.TestCase):
             agent("breaking", "HTTPS", https(cls.mock), breaker={"failureThreshold": 2, "resetTimeoutMs": 400}),
             agent("wide", "HTTPS", https(cls.mock), maxConcurrency=1000),
             agent("refused", "HTTPS", "https://localhost:1/agent"),
+            agent("greedy", "OPENAI", "https://127.0.0.1:%d/v1" % cls.mock.https,
+                  openai={"model": "mock-model", "temperature": 0, "sendTemperature": True}),
+            agent("warm", "OPENAI", "https://127.0.0.1:%d/v1" % cls.mock.https,
+                  openai={"model": "mock-model", "temperature": 0.7}),
         ], config={"limits": {"maxTasks": 2000}})
         cls.srv.start()
         cls.c = cls.srv.stub()
@@ -130,6 +134,21 @@ class BackendsTest(unittest.TestCase):
         r, t = self.run1("refused")
         self.assertEqual(t.error_class, wpb.ERROR_CLASS_UNAVAILABLE)
         self.assertIn("onnect", t.error)
+
+    def test_openai_temperature_zero_can_be_sent(self):
+        # Regression: temperature 0 (greedy decoding) could not be asked for:
+        # 0 read as unset and was never sent.
+        def temps():
+            return dict(self.mock.stats(self.ca).get("openai_temperatures", {}))
+        before = temps()
+        for agent in ("greedy", "warm", "openai"):
+            r, t = self.run1(agent)
+            self.assertEqual(r.status, WS.WORKFLOW_STATUS_SUCCESS, "%s: %s" % (agent, t.error))
+        after = temps()
+        grew = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+        self.assertEqual(grew.get("0"), 1, after)
+        self.assertEqual(grew.get("0.7"), 1, after)
+        self.assertEqual(grew.get("absent"), 1, after)
 
     def test_replies_over_the_limit_are_invalid_not_retried(self):
         # Regression: gRPC's own "Received message larger than max" was taken
