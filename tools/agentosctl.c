@@ -35,11 +35,12 @@ static const char usage[] =
     "  events [--from SEQ|--from-now] [--workflow ID] [--task ID]... [--type TYPE]... [--follow]\n"
     "                          print events (without --follow: until caught up)\n"
     "  status ID [--at SEQ]    a workflow as a tree: each task's state, attempts, tokens, cost, time\n"
-    "  list [--status S] [--label K=V]...\n"
+    "  list [--status S] [--label K=V]... [--page-size N] [--page-token T]\n"
     "  checkpoint ID [--note TEXT]\n"
     "  checkpoints ID\n"
-    "  resume ID [--checkpoint C] [--timeout TASK=MS]... [--agent TASK=AGENT]...\n"
-    "            [--attempts TASK=N]... [--wait|--follow]\n"
+    "  resume ID [--checkpoint C] [--timeout TASK=MS]... [--total-timeout TASK=MS]...\n"
+    "            [--agent TASK=AGENT]... [--attempts TASK=N]... [--budget FILE] [--wait|--follow]\n"
+    "                          FILE: a Budget in proto3 JSON, replacing the workflow's\n"
     "  cancel ID [--reason TEXT]\n"
     "  agents                  agent backends: breaker, in flight, errors, latency, spend\n"
     "  publish ID [--task T] (--progress TEXT | --finding K=V | --custom NAME=DATA)\n"
@@ -50,7 +51,8 @@ static const char usage[] =
     "  --ca FILE               trust this CA bundle (enables TLS); --tls uses the system's\n"
     "  --cert FILE --key FILE  client certificate (mTLS)\n"
     "  --server-name NAME      name to verify in the server certificate\n"
-    "  --timeout SECONDS       deadline of each call (default 30; waits and follows: none)\n"
+    "  --timeout SECONDS       deadline of each call (default 30; --wait: 24 hours; following\n"
+    "                          a stream: none)\n"
     "  --json                  machine-readable output (proto3 JSON; one object per line for streams)\n"
     "\n"
     "Exit codes: 0 ok / SUCCESS, 1 RPC or connection error, 2 usage error, 3 PARTIAL_SUCCESS,\n"
@@ -599,7 +601,8 @@ static int cmd_list(int argc, char **argv)
 {
     Agentos__V1__ListWorkflowsRequest req = AGENTOS__V1__LIST_WORKFLOWS_REQUEST__INIT;
     Agentos__V1__ListWorkflowsRequest__LabelsEntry entries[64], *lp[64];
-    static const struct option o[] = {{"status", 1, 0, 's'}, {"label", 1, 0, 'l'}, {"page-size", 1, 0, 'p'}, {0, 0, 0, 0}};
+    static const struct option o[] = {{"status", 1, 0, 's'}, {"label", 1, 0, 'l'}, {"page-size", 1, 0, 'p'},
+                                      {"page-token", 1, 0, 't'}, {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "", o, NULL)) != -1) {
         if (c == 's') {
@@ -620,6 +623,8 @@ static int cmd_list(int argc, char **argv)
             req.n_labels++;
         } else if (c == 'p') {
             req.page_size = (uint32_t)atoi(optarg);
+        } else if (c == 't') {
+            req.page_token = optarg;
         } else {
             die_usage("list: unknown option");
         }
@@ -712,15 +717,24 @@ static int cmd_resume(int argc, char **argv)
     int follow = 0;
     static const struct option o[] = {{"checkpoint", 1, 0, 'c'}, {"timeout", 1, 0, 't'}, {"agent", 1, 0, 'a'},
                                       {"attempts", 1, 0, 'n'},   {"wait", 0, 0, 'w'},    {"follow", 0, 0, 'f'},
-                                      {0, 0, 0, 0}};
+                                      {"total-timeout", 1, 0, 'T'}, {"budget", 1, 0, 'b'}, {0, 0, 0, 0}};
     int c;
+    ProtobufCMessage *budget = NULL;
     while ((c = getopt_long(argc, argv, "", o, NULL)) != -1) {
-        char *eq = optarg ? strchr(optarg, '=') : NULL;
-        if ((c == 't' || c == 'a' || c == 'n') && !eq) die_usage("resume: use TASK=VALUE");
+        char *eq = c == 'b' ? NULL : optarg ? strchr(optarg, '=') : NULL;
+        if ((c == 't' || c == 'T' || c == 'a' || c == 'n') && !eq) die_usage("resume: use TASK=VALUE");
         if (eq) *eq = '\0';
+        ao_status_t st;
         switch (c) {
         case 'c': req.checkpoint_id = optarg; break;
         case 't': override_for(&req, optarg)->attempt_timeout_ms = (uint32_t)atoi(eq + 1); break;
+        case 'T': override_for(&req, optarg)->total_timeout_ms = (uint32_t)atoi(eq + 1); break;
+        case 'b':
+            if (budget) protobuf_c_message_free_unpacked(budget, NULL);
+            if (ao_pbjson_decode_file(&agentos__v1__budget__descriptor, optarg, &budget, &st))
+                die_usage("resume: --budget: %s", st.msg);
+            req.budget = (Agentos__V1__Budget *)budget;
+            break;
         case 'a': override_for(&req, optarg)->agent = strdup(eq + 1); break;
         case 'n': override_for(&req, optarg)->max_attempts = (uint32_t)atoi(eq + 1); break;
         case 'w': req.wait = 1; break;
@@ -741,6 +755,7 @@ static int cmd_resume(int argc, char **argv)
         free(req.overrides[i]);
     }
     free(req.overrides);
+    if (budget) protobuf_c_message_free_unpacked(budget, NULL);
     if (rc) return rpc_failed("ResumeWorkflow", &err);
     if (follow) {
         uint64_t from = r->seq;

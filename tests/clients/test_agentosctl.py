@@ -61,6 +61,18 @@ class AgentosctlTest(unittest.TestCase):
         self.assertIn(wid, listed)
         js = json.loads(self.ctl("--json", "status", wid))
         self.assertEqual(len(js["tasks"]), 2)
+        # Pages: every workflow once, page by page.
+        seen, token = [], None
+        for _ in range(100):
+            args = ["--json", "list", "--page-size", "1"] + (["--page-token", token] if token else [])
+            page = json.loads(self.ctl(*args))
+            seen += [w["id"] for w in page.get("workflows", [])]
+            token = page.get("nextPageToken")
+            if not token:
+                break
+        self.assertEqual(len(seen), len(set(seen)))
+        self.assertIn(wid, seen)
+        self.assertGreaterEqual(len(seen), 2)
 
     def test_exit_codes_and_follow(self):
         partial = self.workflow("partial", {"tasks": [
@@ -106,8 +118,17 @@ class AgentosctlTest(unittest.TestCase):
         self.assertIn("before cancel", self.ctl("checkpoints", wid))
         self.assertIn("CANCELLED", self.ctl("cancel", wid, "--reason", "changed plans") +
                       self.ctl("status", wid))
-        out = self.ctl("resume", wid, "--agent", "hold=analyst", "--wait")
+        budget = os.path.join(self.tmp, "budget.json")
+        with open(budget, "w") as f:
+            json.dump({"maxTokens": "5000"}, f)
+        out = self.ctl("resume", wid, "--agent", "hold=analyst", "--total-timeout", "hold=30000",
+                       "--budget", budget, "--wait")
         self.assertIn(": SUCCESS", out)
+        js = json.loads(self.ctl("--json", "status", wid))
+        self.assertEqual(js["spec"]["budget"]["maxTokens"], "5000")
+        hold = [t for t in js["tasks"] if t["spec"]["id"] == "hold"][0]
+        self.assertEqual(hold["spec"]["totalTimeoutMs"], 30000)
+        self.ctl("resume", wid, "--budget", os.path.join(self.tmp, "nope.json"), code=2)
         agents = self.ctl("agents")
         self.assertRegex(agents, r"analyst\s+BUILTIN\s+CLOSED")
         js = json.loads(self.ctl("--json", "agents"))
