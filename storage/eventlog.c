@@ -218,6 +218,13 @@ int ao_log_open(const ao_log_options_t *opt, ao_log_t **out, ao_status_t *st)
     log->read_only = opt->read_only;
     struct stat sb;
     int existed = stat(opt->dir, &sb) == 0;
+    if (opt->read_only && !existed) {
+        /* RocksDB would make the directory (for its info log) first. */
+        int rc = ao_status_set(st, AO_ENOTFOUND, "there is no event log at %s: %s", opt->dir,
+                               strerror(errno));
+        ao_log_close(log);
+        return rc;
+    }
     if (!opt->read_only && mkdirs(opt->dir)) {
         int rc = ao_status_set(st, AO_EIO, "cannot create %s: %s", opt->dir, strerror(errno));
         ao_log_close(log);

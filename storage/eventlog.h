@@ -48,6 +48,7 @@ typedef struct ao_log_options {
 /* Opens (creating if needed) the log. Returns 0 and *out, or:
  *   AO_EBUSY    the directory is locked by another process (an agentosd is
  *               running on it);
+ *   AO_ENOTFOUND read-only, and the directory does not exist;
  *   AO_ESCHEMA  the stored schema version is newer or unknown;
  *   AO_ECORRUPT the database has data but no schema version;
  *   AO_EIO      RocksDB failed (its message in st).

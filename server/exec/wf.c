@@ -918,11 +918,15 @@ int ao_wf_apply(ao_wf_t *wf, const Agentos__V1__Event *ev, ao_status_t *st)
                                                      b->dimension);
             const char *dim = dv ? dv->name + strlen("BUDGET_DIMENSION_") : "?";
             char reason[300];
+            const ProtobufCEnumValue *rv =
+                b->role ? protobuf_c_enum_descriptor_get_value(&agentos__v1__role__descriptor, b->role) : NULL;
+            char role[64] = "";
+            if (rv) snprintf(role, sizeof role, " (%s role)", rv->name + strlen("ROLE_"));
             if (*b->task_id)
-                snprintf(reason, sizeof reason, "budget of task %s exceeded: %s %.0f of %.0f",
-                         b->task_id, dim, b->used, b->limit);
+                snprintf(reason, sizeof reason, "budget of task %s exceeded: %s %.0f of %.0f", b->task_id,
+                         dim, b->used, b->limit);
             else
-                snprintf(reason, sizeof reason, "budget exceeded: %s %.0f of %.0f", dim, b->used,
+                snprintf(reason, sizeof reason, "budget exceeded: %s%s %.0f of %.0f", dim, role, b->used,
                          b->limit);
             stop_with(pb, WS(BUDGET_EXCEEDED), reason);
         }

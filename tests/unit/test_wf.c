@@ -458,6 +458,26 @@ static void test_budget_event_of_another_task(void **state)
     ao_wf_free(wf);
 }
 
+/* A halt for a role's share of the budget says which role. */
+static void test_role_budget_halt_names_the_role(void **state)
+{
+    (void)state;
+    ao_wf_t *wf = make(acquisition);
+    Agentos__V1__Event ev = AGENTOS__V1__EVENT__INIT;
+    Agentos__V1__BudgetEvent b = AGENTOS__V1__BUDGET_EVENT__INIT;
+    b.dimension = AGENTOS__V1__BUDGET_DIMENSION__BUDGET_DIMENSION_TOKENS;
+    b.role = AGENTOS__V1__ROLE__ROLE_ANALYSIS;
+    b.used = 120;
+    b.limit = 100;
+    ev.type = ET(BUDGET_EXCEEDED);
+    ev.payload_case = AGENTOS__V1__EVENT__PAYLOAD_BUDGET;
+    ev.budget = &b;
+    apply(wf, &ev);
+    assert_int_equal(wf->pb->stopping, WS(BUDGET_EXCEEDED));
+    assert_string_equal(wf->pb->stop_reason, "budget exceeded: TOKENS (ANALYSIS role) 120 of 100");
+    ao_wf_free(wf);
+}
+
 static void test_corrupt_events_rejected(void **state)
 {
     (void)state;
@@ -487,6 +507,7 @@ int main(void)
         cmocka_unit_test(test_resume_keeps_completed),
         cmocka_unit_test(test_resume_reruns_what_depends_on_a_rerun),
         cmocka_unit_test(test_budget_event_of_another_task),
+        cmocka_unit_test(test_role_budget_halt_names_the_role),
         cmocka_unit_test(test_corrupt_events_rejected),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
