@@ -45,6 +45,8 @@
 
 #include <getopt.h>
 #include <grpc/byte_buffer_reader.h>
+#include "../common/unary.h"
+
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
@@ -233,25 +235,10 @@ static void unary_start(unary_t *u, server_t *s, void *method, const ProtobufCMe
     u->call = grpc_channel_create_registered_call(s->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, method,
                                                   deadline_s(CALL_DEADLINE_S), NULL);
     u->req = bb_of(req);
-    grpc_metadata_array_init(&u->md);
-    grpc_metadata_array_init(&u->trailing);
-    u->details = grpc_empty_slice();
-    grpc_op ops[6];
-    memset(ops, 0, sizeof ops);
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[1].op = GRPC_OP_SEND_MESSAGE;
-    ops[1].data.send_message.send_message = u->req;
-    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[3].data.recv_initial_metadata.recv_initial_metadata = &u->md;
-    ops[4].op = GRPC_OP_RECV_MESSAGE;
-    ops[4].data.recv_message.recv_message = &u->resp;
-    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    ops[5].data.recv_status_on_client.trailing_metadata = &u->trailing;
-    ops[5].data.recv_status_on_client.status = &u->status;
-    ops[5].data.recv_status_on_client.status_details = &u->details;
     u->start_ns = now_ns();
-    if (grpc_call_start_batch(u->call, ops, 6, u, NULL) != GRPC_CALL_OK) die("start_batch (unary)");
+    if (ao_bench_unary_start(u->call, 0, u->req, &u->resp, &u->md, &u->trailing, &u->status, &u->details,
+                             u) != GRPC_CALL_OK)
+        die("start_batch (unary)");
 }
 
 /* Unpacks the reply into *out (NULL: ignore it); dies on a failed call. */

@@ -29,39 +29,11 @@ for bin in "$agentosd" "$bench" "$client" "$plain"; do
   [ -x "$bin" ] || { echo "bench/eventlog: $bin is not built" >&2; exit 1; }
 done
 
-if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
-  pin_server=(taskset -c 0)
-  pin_client=(taskset -c 1)
-  pinning="servers on CPU 0, client on CPU 1"
-else
-  pin_server=()
-  pin_client=()
-  pinning="unpinned (taskset missing or fewer than 2 CPUs)"
-fi
+source "$(dirname "$0")/../lib.sh"
+ao_bench_pin
+ao_bench_scratch eventlog
 
-dir=$(mktemp -d "${TMPDIR:-/tmp}/ao-bench-eventlog.XXXXXX")
-pids=()
-cleanup() {
-  # Only the processes this script started, by their id.
-  for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-
-# Waits (up to 60 s) for "port=N" in a server's log; prints N.
-port_of() {
-  local log=$1 pid=$2 i port
-  for ((i = 0; i < 6000; i++)); do
-    port=$(sed -n 's/.*listening.*port=\([0-9][0-9]*\).*/\1/p' "$log" | head -n 1)
-    if [ -n "$port" ]; then echo "$port"; return 0; fi
-    if ! kill -0 "$pid" 2>/dev/null; then break; fi
-    sleep 0.01
-  done
-  echo "bench/eventlog: the server logging to $log did not start:" >&2
-  cat "$log" >&2
-  return 1
-}
+port_of() { ao_bench_port_of "$1" "$2" 60; }
 
 # SIGTERM one server and require a clean exit.
 stop() {

@@ -44,6 +44,8 @@
 #include <dirent.h>
 #include <getopt.h>
 #include <grpc/byte_buffer_reader.h>
+#include "../common/unary.h"
+
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
@@ -173,28 +175,9 @@ static void call_start(slot_t *s, uint32_t md_flags)
     /* HealthCheckRequest{service: ""} packs to zero bytes. */
     grpc_slice empty = grpc_empty_slice();
     s->req = grpc_raw_byte_buffer_create(&empty, 1);
-    s->resp = NULL;
-    grpc_metadata_array_init(&s->md);
-    grpc_metadata_array_init(&s->trailing);
-    s->details = grpc_empty_slice();
-
-    grpc_op ops[6];
-    memset(ops, 0, sizeof ops);
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[0].flags = md_flags;
-    ops[1].op = GRPC_OP_SEND_MESSAGE;
-    ops[1].data.send_message.send_message = s->req;
-    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[3].data.recv_initial_metadata.recv_initial_metadata = &s->md;
-    ops[4].op = GRPC_OP_RECV_MESSAGE;
-    ops[4].data.recv_message.recv_message = &s->resp;
-    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    ops[5].data.recv_status_on_client.trailing_metadata = &s->trailing;
-    ops[5].data.recv_status_on_client.status = &s->status;
-    ops[5].data.recv_status_on_client.status_details = &s->details;
     s->start_ns = now_ns();
-    grpc_call_error e = grpc_call_start_batch(s->call, ops, 6, s, NULL);
+    grpc_call_error e = ao_bench_unary_start(s->call, md_flags, s->req, &s->resp, &s->md, &s->trailing,
+                                             &s->status, &s->details, s);
     if (e != GRPC_CALL_OK) ao_fatal("grpc_call_start_batch failed (%d)", e);
 }
 

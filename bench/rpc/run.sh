@@ -29,25 +29,9 @@ if [ ! -x "$cpp" ]; then
   exit 0
 fi
 
-if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
-  pin_server=(taskset -c 0)
-  pin_client=(taskset -c 1)
-  pinning="servers on CPU 0, client on CPU 1"
-else
-  pin_server=()
-  pin_client=()
-  pinning="unpinned (taskset missing or fewer than 2 CPUs): figures are less comparable"
-fi
-
-dir=$(mktemp -d "${TMPDIR:-/tmp}/ao-bench-rpc.XXXXXX")
-pids=()
-cleanup() {
-  # Only the processes this script started, by their id.
-  for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$dir"
-}
-trap cleanup EXIT
+source "$(dirname "$0")/../lib.sh"
+ao_bench_pin
+ao_bench_scratch rpc
 
 # Port 0: the kernel picks a free port and each server logs it; no race
 # with other users of the machine.
@@ -67,19 +51,7 @@ if [ "$also2" = 1 ]; then
   servers+=("$ao2_pid")
 fi
 
-# Waits (up to 20 s) for "port=N" in a server's log; prints N.
-port_of() {
-  local log=$1 pid=$2 i port
-  for ((i = 0; i < 400; i++)); do
-    port=$(sed -n 's/.*listening.*port=\([0-9][0-9]*\).*/\1/p' "$log" | head -n 1)
-    if [ -n "$port" ]; then echo "$port"; return 0; fi
-    if ! kill -0 "$pid" 2>/dev/null; then break; fi
-    sleep 0.05
-  done
-  echo "bench/rpc: the server logging to $log did not start:" >&2
-  cat "$log" >&2
-  return 1
-}
+port_of() { ao_bench_port_of "$1" "$2" 20; }
 ao_port=$(port_of "$dir/agentosd.log" "$ao_pid")
 cpp_port=$(port_of "$dir/cpp.log" "$cpp_pid")
 subjects=(--subject "agentosd=127.0.0.1:$ao_port@$ao_pid")
