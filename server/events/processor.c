@@ -125,37 +125,14 @@ uint64_t ao_proc_emit(ao_proc_t *p, Agentos__V1__Event *ev)
     return ev->seq;
 }
 
-static void put_packed(ao_proc_t *p, const char *wf, uint64_t seq, const ProtobufCMessage *m,
-                       int checkpoint)
-{
-    size_t len = m ? protobuf_c_message_get_packed_size(m) : 0;
-    uint8_t *buf = ao_xmalloc(len ? len : 1);
-    if (m) protobuf_c_message_pack(m, buf);
-    if (checkpoint) ao_log_batch_put_checkpoint(p->batch, wf, seq, buf, len);
-    else ao_log_batch_put_snapshot(p->batch, wf, seq, buf, len);
-    free(buf);
-}
-
-void ao_proc_put_snapshot(ao_proc_t *p, const char *workflow_id, uint64_t seq,
-                          const ProtobufCMessage *workflow)
-{
-    put_packed(p, workflow_id, seq, workflow, 0);
-}
-
-void ao_proc_put_checkpoint(ao_proc_t *p, const char *workflow_id, uint64_t seq,
-                            const ProtobufCMessage *checkpoint)
-{
-    put_packed(p, workflow_id, seq, checkpoint, 1);
-}
-
-void ao_proc_put_snapshot_bytes(ao_proc_t *p, const char *workflow_id, uint64_t seq,
-                                const void *data, size_t len)
+void ao_proc_put_snapshot(ao_proc_t *p, const char *workflow_id, uint64_t seq, const void *data,
+                          size_t len)
 {
     ao_log_batch_put_snapshot(p->batch, workflow_id, seq, data, len);
 }
 
-void ao_proc_put_checkpoint_bytes(ao_proc_t *p, const char *workflow_id, uint64_t seq,
-                                  const void *data, size_t len)
+void ao_proc_put_checkpoint(ao_proc_t *p, const char *workflow_id, uint64_t seq, const void *data,
+                            size_t len)
 {
     ao_log_batch_put_checkpoint(p->batch, workflow_id, seq, data, len);
 }

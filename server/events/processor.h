@@ -107,19 +107,14 @@ uint64_t ao_proc_durable_seq(ao_proc_t *p);
  * caller's state needs. */
 uint64_t ao_proc_emit(ao_proc_t *p, Agentos__V1__Event *ev);
 
-/* Adds a workflow snapshot / a checkpoint to the current batch (written
- * atomically with its events). A NULL workflow stores an empty snapshot:
- * "nothing before seq + 1", for a workflow whose events from seq + 1 are
- * all of it. */
-void ao_proc_put_snapshot(ao_proc_t *p, const char *workflow_id, uint64_t seq,
-                          const ProtobufCMessage *workflow);
-void ao_proc_put_checkpoint(ao_proc_t *p, const char *workflow_id, uint64_t seq,
-                            const ProtobufCMessage *checkpoint);
-/* The same, already packed (data is copied). */
-void ao_proc_put_snapshot_bytes(ao_proc_t *p, const char *workflow_id, uint64_t seq,
-                                const void *data, size_t len);
-void ao_proc_put_checkpoint_bytes(ao_proc_t *p, const char *workflow_id, uint64_t seq,
-                                  const void *data, size_t len);
+/* Adds a packed workflow snapshot / checkpoint to the current batch
+ * (written atomically with its events; data is copied). An empty snapshot
+ * (len 0) means "nothing before seq + 1", for a workflow whose events from
+ * seq + 1 are all of it. */
+void ao_proc_put_snapshot(ao_proc_t *p, const char *workflow_id, uint64_t seq, const void *data,
+                          size_t len);
+void ao_proc_put_checkpoint(ao_proc_t *p, const char *workflow_id, uint64_t seq, const void *data,
+                            size_t len);
 
 /* Runs fn(ud) on the processor thread after the current batch is durable
  * (at once after the next commit; if nothing is pending, after the current

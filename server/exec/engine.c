@@ -1100,8 +1100,6 @@ static void run_sync(ao_engine_t *e, ao_wf_t *wf, uint32_t i)
     free(all);
 }
 
-/* The results a synthesis combines: each dependency, or for a planner or
- * refinement dependency, its completed analysis subtasks. */
 /* Refinement: the areas that passed the last stage reached, as the stage
  * decided (succeeded, score at or over its threshold). Areas dropped on the
  * way are left out, and not counted as missing: they were judged not worth
@@ -1126,6 +1124,8 @@ static size_t collect_refined(ao_wf_t *wf, uint32_t dep, ao_idxlist_t *have)
     return n;
 }
 
+/* The results a synthesis combines: each dependency, or for a planner or
+ * refinement dependency, its completed analysis subtasks. */
 static void collect_inputs(ao_wf_t *wf, uint32_t dep, ao_idxlist_t *have, double *missing)
 {
     const ao_task_t *d = &wf->tasks[dep];
@@ -1697,36 +1697,13 @@ static void view_free(ckpt_view_t *v)
     free(v);
 }
 
-/* The view packed, its completed tasks from the workflow's cache of packed
- * task states (a finished task is packed once however many checkpoints
- * hold it). malloc'd; *len gets the length. */
-static uint8_t *view_pack(ao_wf_t *wf, ckpt_view_t *v, size_t *len)
+/* Puts the workflow's snapshot, as of its last event, into the batch. */
+static void put_snapshot(ao_engine_t *e, ao_wf_t *wf)
 {
-    static uint32_t field;
-    if (!field)
-        field = protobuf_c_message_descriptor_get_field_by_name(&agentos__v1__checkpoint__descriptor,
-                                                                "completed_tasks")
-                    ->id;
-    Agentos__V1__Checkpoint *c = &v->c;
-    size_t n = c->n_completed_tasks, total = 0;
-    for (size_t k = 0; k < n; k++) {
-        size_t tl;
-        ao_wf_task_packed(wf, v->completed[k], &tl);
-        total += ao_pb_field_size(field, tl);
-    }
-    c->n_completed_tasks = 0;
-    size_t head = protobuf_c_message_get_packed_size(&c->base);
-    uint8_t *buf = ao_xmalloc(head + total + 1);
-    protobuf_c_message_pack(&c->base, buf);
-    c->n_completed_tasks = n;
-    size_t pos = head;
-    for (size_t k = 0; k < n; k++) {
-        size_t tl;
-        const uint8_t *tb = ao_wf_task_packed(wf, v->completed[k], &tl);
-        pos += ao_pb_put_field(buf + pos, field, tb, tl);
-    }
-    *len = pos;
-    return buf;
+    size_t len;
+    uint8_t *bytes = ao_wf_pack(wf, &len);
+    ao_proc_put_snapshot(e->proc, wf->pb->id, wf->pb->last_seq, bytes, len);
+    free(bytes);
 }
 
 /* The checkpoint of the workflow's current state (design note,
@@ -1821,14 +1798,15 @@ int ao_engine_checkpoint(ao_engine_t *e, ao_wf_t *wf, const char *reason, const 
     uint64_t got = emit(e, wf, &ev);
     if (got != seq) ao_fatal("checkpoint sequence mismatch (%llu != %llu)", (unsigned long long)got,
                              (unsigned long long)seq);
-    /* The view still holds: applying CHECKPOINT_SAVED changes counters only. */
+    /* The view still holds: applying CHECKPOINT_SAVED changes counters only.
+     * Its completed tasks come from the cache of packed task states: a
+     * finished task is packed once however many checkpoints hold it. */
     size_t len;
-    uint8_t *bytes = view_pack(wf, v, &len);
-    ao_proc_put_checkpoint_bytes(e->proc, wf->pb->id, seq, bytes, len);
+    uint8_t *bytes = ao_wf_pack_with_tasks(wf, &v->c.base, "completed_tasks", v->completed,
+                                           v->c.n_completed_tasks, &len);
+    ao_proc_put_checkpoint(e->proc, wf->pb->id, seq, bytes, len);
     free(bytes);
-    bytes = ao_wf_pack(wf, &len);
-    ao_proc_put_snapshot_bytes(e->proc, wf->pb->id, wf->pb->last_seq, bytes, len);
-    free(bytes);
+    put_snapshot(e, wf);
     if (out) *out = AO_PB_CLONE(Agentos__V1__Checkpoint, &v->c);
     view_free(v);
     return 0;
@@ -2184,7 +2162,7 @@ int ao_engine_submit(ao_engine_t *e, const char *tenant, const Agentos__V1__Work
     /* An empty snapshot as of the event before: recovery finds the workflow
      * and rebuilds it from its WORKFLOW_SUBMITTED, which holds the spec
      * already (a full snapshot here would pack the workflow twice). */
-    ao_proc_put_snapshot(e->proc, wf->pb->id, *seq - 1, NULL);
+    ao_proc_put_snapshot(e->proc, wf->pb->id, *seq - 1, "", 0);
     arm_wall_timers(e, wf);
     mark_dirty(e, wf);
     *out = wf;
@@ -2265,10 +2243,7 @@ int ao_engine_resume(ao_engine_t *e, ao_wf_t *wf, const Agentos__V1__Checkpoint 
     *seq = emit(e, wf, &ev);
     /* The stored snapshot says the workflow finished: recovery would not
      * replay past it. A snapshot of the resumed state goes with the event. */
-    size_t len;
-    uint8_t *bytes = ao_wf_pack(wf, &len);
-    ao_proc_put_snapshot_bytes(e->proc, wf->pb->id, wf->pb->last_seq, bytes, len);
-    free(bytes);
+    put_snapshot(e, wf);
     atomic_fetch_add(&e->active, 1);
     ao_pb_free_strs(&rerun, &n_rerun);
     view_free(own);

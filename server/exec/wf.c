@@ -79,35 +79,39 @@ const uint8_t *ao_wf_task_packed(ao_wf_t *wf, uint32_t i, size_t *len)
     return t->packed;
 }
 
-uint8_t *ao_wf_pack(ao_wf_t *wf, size_t *len)
+uint8_t *ao_wf_pack_with_tasks(ao_wf_t *wf, ProtobufCMessage *m, const char *field,
+                               const uint32_t *idx, size_t n, size_t *len)
 {
-    static uint32_t tasks_field;
-    if (!tasks_field)
-        tasks_field = protobuf_c_message_descriptor_get_field_by_name(&agentos__v1__workflow__descriptor,
-                                                                      "tasks")
-                          ->id;
-    Agentos__V1__Workflow *pb = wf->pb;
-    size_t n = pb->n_tasks, total = 0;
-    for (uint32_t i = 0; i < n; i++) {
+    const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(m->descriptor, field);
+    if (!f || f->label != PROTOBUF_C_LABEL_REPEATED || f->type != PROTOBUF_C_TYPE_MESSAGE)
+        ao_fatal("ao_wf_pack_with_tasks: %s has no repeated message field %s", m->descriptor->name, field);
+    size_t total = 0;
+    for (size_t k = 0; k < n; k++) {
         size_t tl;
-        ao_wf_task_packed(wf, i, &tl);
-        total += ao_pb_field_size(tasks_field, tl);
+        ao_wf_task_packed(wf, idx ? idx[k] : (uint32_t)k, &tl);
+        total += ao_pb_field_size(f->id, tl);
     }
-    /* The rest of the workflow as protobuf-c packs it, then the tasks as
-     * repeated field entries (a parser takes fields in any order). */
-    Agentos__V1__TaskState **tasks = pb->tasks;
-    pb->tasks = NULL;
-    pb->n_tasks = 0;
-    size_t head = protobuf_c_message_get_packed_size(&pb->base);
+    /* The rest of the message as protobuf-c packs it, then the tasks as the
+     * field's entries (a parser takes fields in any order). */
+    size_t *count = (size_t *)((char *)m + f->quantifier_offset);
+    size_t saved = *count;
+    *count = 0;
+    size_t head = protobuf_c_message_get_packed_size(m);
     uint8_t *buf = ao_xmalloc(head + total + 1);
-    protobuf_c_message_pack(&pb->base, buf);
-    pb->tasks = tasks;
-    pb->n_tasks = n;
+    protobuf_c_message_pack(m, buf);
+    *count = saved;
     size_t pos = head;
-    for (uint32_t i = 0; i < n; i++)
-        pos += ao_pb_put_field(buf + pos, tasks_field, wf->tasks[i].packed, wf->tasks[i].packed_len);
+    for (size_t k = 0; k < n; k++) {
+        const ao_task_t *t = &wf->tasks[idx ? idx[k] : (uint32_t)k];
+        pos += ao_pb_put_field(buf + pos, f->id, t->packed, t->packed_len);
+    }
     *len = pos;
     return buf;
+}
+
+uint8_t *ao_wf_pack(ao_wf_t *wf, size_t *len)
+{
+    return ao_wf_pack_with_tasks(wf, &wf->pb->base, "tasks", NULL, wf->pb->n_tasks, len);
 }
 
 int32_t ao_wf_find(const ao_wf_t *wf, const char *task_id)

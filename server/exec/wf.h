@@ -94,9 +94,15 @@ int ao_wf_apply(ao_wf_t *wf, const Agentos__V1__Event *ev, ao_status_t *st);
  * changes; borrowed, valid until the next ao_wf_apply. */
 const uint8_t *ao_wf_task_packed(ao_wf_t *wf, uint32_t i, size_t *len);
 
+/* m (a message that holds task states in its repeated field `field`)
+ * packed with that field's entries taken from the cache: tasks idx[0..n)
+ * of wf (idx NULL: tasks 0..n-1), whatever the field holds in m. Returns
+ * malloc'd bytes (caller frees) and their length in *len. */
+uint8_t *ao_wf_pack_with_tasks(ao_wf_t *wf, ProtobufCMessage *m, const char *field,
+                               const uint32_t *idx, size_t n, size_t *len);
+
 /* The workflow packed as an agentos.v1.Workflow (what snapshots hold),
- * with its tasks from the cache. Returns malloc'd bytes (caller frees) and
- * their length in *len. */
+ * with its tasks from the cache (see ao_wf_pack_with_tasks). */
 uint8_t *ao_wf_pack(ao_wf_t *wf, size_t *len);
 
 /* The tasks a resume from checkpoint c keeps: those completed in it whose

@@ -628,25 +628,24 @@ static void test_index_corrupt_entry(void **state)
     const char *wfs[] = {"w"};
     write_events(log, 1, 3, wfs, 1);
     ao_log_close(log);
-    raw_t r;
-    raw_open(&r, f->dir);
-    unsigned char ik[64];
-    /* An unterminated varint; and a zero delta (a seq twice). */
-    raw_put(&r, RAW_INDEX, ik, index_key("w", 1, ik), "\x81", 1);
-    raw_close(&r);
-    log = open_log(f->dir, 0);
-    seen_t s = {0};
-    ao_status_t st;
-    assert_int_equal(ao_log_read_workflow(log, "w", 0, UINT64_MAX, 0, collect, &s, &st), AO_ECORRUPT);
-    assert_non_null(strstr(st.msg, "workflow index entry at 1 does not decode"));
-    ao_log_close(log);
-    raw_open(&r, f->dir);
-    raw_put(&r, RAW_INDEX, ik, index_key("w", 1, ik), "\x01\x00", 2);
-    raw_close(&r);
-    log = open_log(f->dir, 0);
-    memset(&s, 0, sizeof s);
-    assert_int_equal(ao_log_read_workflow(log, "w", 0, UINT64_MAX, 0, collect, &s, &st), AO_ECORRUPT);
-    ao_log_close(log);
+    /* An unterminated varint; a zero delta (a seq twice). */
+    static const struct {
+        const char *v;
+        size_t len;
+    } bad[] = {{"\x81", 1}, {"\x01\x00", 2}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        raw_t r;
+        raw_open(&r, f->dir);
+        unsigned char ik[64];
+        raw_put(&r, RAW_INDEX, ik, index_key("w", 1, ik), bad[i].v, bad[i].len);
+        raw_close(&r);
+        log = open_log(f->dir, 0);
+        seen_t s = {0};
+        ao_status_t st;
+        assert_int_equal(ao_log_read_workflow(log, "w", 0, UINT64_MAX, 0, collect, &s, &st), AO_ECORRUPT);
+        assert_non_null(strstr(st.msg, "workflow index entry at 1 does not decode"));
+        ao_log_close(log);
+    }
 }
 
 static void test_schema_version(void **state)

@@ -709,8 +709,12 @@ static void put_both(ao_proc_t *p, const char *wf, uint64_t seq, size_t pad)
     c.workflow_id = (char *)wf;
     c.seq = seq;
     c.note = note;
-    ao_proc_put_snapshot(p, wf, seq, &c.base);
-    ao_proc_put_checkpoint(p, wf, seq, &c.base);
+    size_t len = protobuf_c_message_get_packed_size(&c.base);
+    uint8_t *bytes = malloc(len ? len : 1);
+    protobuf_c_message_pack(&c.base, bytes);
+    ao_proc_put_snapshot(p, wf, seq, bytes, len);
+    ao_proc_put_checkpoint(p, wf, seq, bytes, len);
+    free(bytes);
     free(note);
 }
 
