@@ -52,6 +52,7 @@ typedef struct gcall {
 static void *cq_main(void *arg)
 {
     (void)arg;
+    pthread_setname_np(pthread_self(), "ao-grpc-agent");
     for (;;) {
         grpc_event ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
         if (ev.type == GRPC_QUEUE_SHUTDOWN) break;

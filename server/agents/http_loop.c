@@ -318,6 +318,7 @@ static int wait_ms(const ao_http_loop_t *l)
 static void *loop_main(void *arg)
 {
     ao_http_loop_t *l = arg;
+    pthread_setname_np(pthread_self(), "ao-http");
     struct epoll_event evs[MAX_EVENTS];
     int running;
     while (!atomic_load(&l->stop)) {

@@ -434,6 +434,7 @@ static void finish_ending(ao_hub_t *h)
 static void *fanout_main(void *arg)
 {
     ao_hub_t *h = arg;
+    pthread_setname_np(pthread_self(), "ao-fanout");
     for (;;) {
         finish_ending(h);
         pthread_mutex_lock(&h->qlock);

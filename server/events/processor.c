@@ -201,6 +201,7 @@ static void commit(ao_proc_t *p)
 static void *proc_main(void *arg)
 {
     ao_proc_t *p = arg;
+    pthread_setname_np(pthread_self(), "ao-processor");
     for (;;) {
         pthread_mutex_lock(&p->lock);
         while (!p->head && !p->stopping && !p->n_evs && !p->n_afters)

@@ -24,6 +24,7 @@ struct ao_pool {
 static void *worker(void *arg)
 {
     ao_pool_t *p = arg;
+    pthread_setname_np(pthread_self(), "ao-worker");
     pthread_mutex_lock(&p->lock);
     for (;;) {
         job_t *j = ao_fairq_pop(p->q);

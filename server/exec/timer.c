@@ -93,6 +93,7 @@ static void key_of(uint64_t id, char buf[24])
 static void *timer_main(void *arg)
 {
     ao_timers_t *t = arg;
+    pthread_setname_np(pthread_self(), "ao-timer");
     /* The kernel may run a timed wait late by the thread's timer slack
      * (50 us by default), and every step of a chain of timed agents paid
      * it: ask for none. */

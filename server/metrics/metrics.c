@@ -88,6 +88,7 @@ static void answer(ao_metrics_server_t *m, int c)
 static void *serve(void *arg)
 {
     ao_metrics_server_t *m = arg;
+    pthread_setname_np(pthread_self(), "ao-metrics");
     for (;;) {
         struct pollfd p[2] = {{m->fd, POLLIN, 0}, {m->wake[0], POLLIN, 0}};
         if (poll(p, 2, -1) < 0 && errno != EINTR) break;

@@ -571,6 +571,7 @@ static void on_shutdown(tag_t *t, int ok)
 static void *cq_main(void *arg)
 {
     cq_thread_t *t = arg;
+    pthread_setname_np(pthread_self(), "ao-rpc");
     for (;;) {
         grpc_event ev = grpc_completion_queue_next(t->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
         if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
