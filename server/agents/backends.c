@@ -253,7 +253,8 @@ static void on_agent_done(ao_agent_call_t *call, ao_agent_outcome_t *o)
     pthread_mutex_lock(&d->lock);
     if (d->state == D_DONE) {
         pthread_mutex_unlock(&d->lock);
-        ao_fatal("agent %s completed attempt %s twice", d->agent, call->task->attempt_id);
+        ao_fatal("agent %s completed attempt %s twice", d->agent,
+                 call->task ? call->task->attempt_id : "(done)");
     }
     finish_and_unlock(d, o, 1);
 }
@@ -358,7 +359,7 @@ static void start_dispatch(backend_t *b, ao_dispatch_t *d, int may_inline)
         return;
     }
     d->state = D_STARTING;
-    int now = may_inline && b->agent->ops->cheap_start && b->agent->ops->cheap_start(b->agent, &d->call);
+    int now = may_inline && !d->no_inline && b->agent->ops->cheap_start && b->agent->ops->cheap_start(b->agent, &d->call);
     pthread_mutex_unlock(&d->lock);
     if (now) start_job(d);
     else ao_pool_submit(b->bs->pool, d->fair_key, start_job, d);

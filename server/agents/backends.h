@@ -42,6 +42,10 @@ struct ao_dispatch {
     uint32_t timeout_ms;  /* per attempt; 0: the backend's default */
     ao_dispatch_done_fn done;
     void *ud;
+    /* Start on the pool even when the backend's start is cheap enough to run
+     * on the submitting thread: the submitter has more to do (it starts
+     * many calls at once). */
+    int no_inline;
 
     /* Private. */
     pthread_mutex_t lock; /* recursive: a backend may finish inside start/cancel */

@@ -46,6 +46,7 @@ struct ao_proc {
 
     atomic_uint_fast64_t durable_seq;
     uint64_t next_seq;
+    uint64_t batches;
 
     /* The current batch: its log writes and its events for subscribers. */
     ao_log_batch_t *batch;
@@ -76,6 +77,11 @@ ao_proc_t *ao_proc_create(const ao_proc_options_t *opt)
 uint64_t ao_proc_durable_seq(ao_proc_t *p)
 {
     return atomic_load(&p->durable_seq);
+}
+
+uint64_t ao_proc_batches(ao_proc_t *p)
+{
+    return p->batches;
 }
 
 uint64_t ao_proc_next_seq(ao_proc_t *p)
@@ -162,6 +168,7 @@ static void commit(ao_proc_t *p)
         AO_METRIC_INC(batches_committed);
         AO_METRIC_ADD(events_appended, p->n_evs);
         ao_log_batch_clear(p->batch);
+        p->batches++;
     }
     if (p->n_evs) {
         uint64_t durable = p->evs[p->n_evs - 1]->seq;

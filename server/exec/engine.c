@@ -71,6 +71,12 @@ struct ao_engine {
     size_t n_order, cap_order;
     ao_wf_t **dirty;
     size_t n_dirty, cap_dirty;
+    /* Attempts started in the current batch (of batch dispatch_batch): the
+     * first may start on the processor thread when its start is cheap
+     * (a chain's next step, at no hand-off), the others go to the pool
+     * (a fan-out's builtins run beside the processor, not on it). */
+    uint64_t dispatch_batch;
+    unsigned dispatch_n;
     int stopping;
 
     atomic_uint inflight;
@@ -581,6 +587,32 @@ static int64_t total_deadline(const Agentos__V1__TaskState *t)
     return t->started_unix_ms + t->spec->total_timeout_ms;
 }
 
+/* "<workflow>/<task>/<attempt>-<seq in hex>", without printf (one per
+ * attempt, on the processor thread). */
+static char *attempt_id_new(const char *wf_id, const char *task_id, uint32_t attempt, uint64_t seq)
+{
+    size_t lw = strlen(wf_id), lt = strlen(task_id);
+    char *s = ao_xmalloc(lw + lt + 2 + 10 + 1 + 16 + 1);
+    char *p = s;
+    memcpy(p, wf_id, lw);
+    p += lw;
+    *p++ = '/';
+    memcpy(p, task_id, lt);
+    p += lt;
+    *p++ = '/';
+    char digits[20];
+    int n = 0;
+    do digits[n++] = (char)('0' + attempt % 10);
+    while (attempt /= 10);
+    while (n) *p++ = digits[--n];
+    *p++ = '-';
+    do digits[n++] = "0123456789abcdef"[seq & 15];
+    while (seq >>= 4);
+    while (n) *p++ = digits[--n];
+    *p = 0;
+    return s;
+}
+
 /* Starts the next attempt of task i on its current agent. */
 static void start_attempt(ao_engine_t *e, ao_wf_t *wf, uint32_t i)
 {
@@ -629,8 +661,7 @@ static void start_attempt(ao_engine_t *e, ao_wf_t *wf, uint32_t i)
     uint32_t attempt = t->attempts + 1;
     /* The sequence number of this TASK_STARTED makes the id unique for
      * good, also across restarts (a re-run after a crash gets a new one). */
-    char *attempt_id = ao_xasprintf("%s/%s/%u-%llx", wf->pb->id, t->spec->id, attempt,
-                                    (unsigned long long)ao_proc_next_seq(e->proc));
+    char *attempt_id = attempt_id_new(wf->pb->id, t->spec->id, attempt, ao_proc_next_seq(e->proc));
     /* A copy: applying TASK_STARTED replaces t->agent. */
     char *agent = ao_xstrdup(*t->agent ? t->agent : t->spec->agent);
     const Agentos__V1__AgentBackend *bc = backend_cfg(e, agent);
@@ -669,6 +700,12 @@ static void start_attempt(ao_engine_t *e, ao_wf_t *wf, uint32_t i)
     a->d.timeout_ms = timeout;
     a->d.done = on_dispatch_done;
     a->d.ud = a;
+    uint64_t batch = ao_proc_batches(e->proc);
+    if (batch != e->dispatch_batch) {
+        e->dispatch_batch = batch;
+        e->dispatch_n = 0;
+    }
+    a->d.no_inline = e->dispatch_n++ > 0;
     tt->inflight = (struct ao_attempt *)a;
     atomic_fetch_add(&e->inflight, 1);
     ao_proc_after_commit(e->proc, dispatch_after_commit, a);
