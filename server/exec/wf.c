@@ -67,13 +67,29 @@ void ao_usage_add(Agentos__V1__Usage **acc, const Agentos__V1__Usage *u)
     a->wall_time_ms += u->wall_time_ms;
 }
 
+/* agentos.v1.TaskState.spec */
+enum { SPEC_FIELD = 1 };
+
 const uint8_t *ao_wf_task_packed(ao_wf_t *wf, uint32_t i, size_t *len)
 {
     ao_task_t *t = &wf->tasks[i];
     if (!t->packed) {
-        t->packed_len = protobuf_c_message_get_packed_size(&t->st->base);
-        t->packed = ao_xmalloc(t->packed_len ? t->packed_len : 1);
+        Agentos__V1__TaskSpec *spec = t->st->spec;
+        if (spec && !t->spec_packed) {
+            t->spec_packed_len = protobuf_c_message_get_packed_size(&spec->base);
+            t->spec_packed = ao_xmalloc(t->spec_packed_len ? t->spec_packed_len : 1);
+            protobuf_c_message_pack(&spec->base, t->spec_packed);
+        }
+        /* The state without its spec, then the spec's bytes as field 1 (a
+         * parser takes fields in any order). */
+        t->st->spec = NULL;
+        size_t head = protobuf_c_message_get_packed_size(&t->st->base);
+        size_t total = head + (spec ? ao_pb_field_size(SPEC_FIELD, t->spec_packed_len) : 0);
+        t->packed = ao_xmalloc(total ? total : 1);
         protobuf_c_message_pack(&t->st->base, t->packed);
+        t->st->spec = spec;
+        t->packed_len = head;
+        if (spec) t->packed_len += ao_pb_put_field(t->packed + head, SPEC_FIELD, t->spec_packed, t->spec_packed_len);
     }
     *len = t->packed_len;
     return t->packed;
@@ -137,6 +153,7 @@ static void free_index(ao_wf_t *wf)
         free(wf->tasks[i].deps);
         free(wf->tasks[i].dependents);
         drop_packed(&wf->tasks[i]);
+        free(wf->tasks[i].spec_packed);
     }
     free(wf->tasks);
     wf->tasks = NULL;

@@ -50,6 +50,11 @@ typedef struct ao_task {
      * an event changes the task. */
     uint8_t *packed;
     size_t packed_len;
+    /* Its spec packed: specs do not change while the index lives (a resume
+     * changes them before it rebuilds the index), so the task state is
+     * packed around these bytes. */
+    uint8_t *spec_packed;
+    size_t spec_packed_len;
 } ao_task_t;
 
 /* A list of task indexes. */
