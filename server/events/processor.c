@@ -47,6 +47,9 @@ struct ao_proc {
     atomic_uint_fast64_t durable_seq;
     uint64_t next_seq;
     uint64_t batches;
+    /* Snapshots and checkpoints put since the last commit (a batch of
+     * those alone is written too). */
+    size_t n_puts;
 
     /* The current batch: its log writes and its events for subscribers. */
     ao_log_batch_t *batch;
@@ -135,12 +138,14 @@ void ao_proc_put_snapshot(ao_proc_t *p, const char *workflow_id, uint64_t seq, c
                           size_t len)
 {
     ao_log_batch_put_snapshot(p->batch, workflow_id, seq, data, len);
+    p->n_puts++;
 }
 
 void ao_proc_put_checkpoint(ao_proc_t *p, const char *workflow_id, uint64_t seq, const void *data,
                             size_t len)
 {
     ao_log_batch_put_checkpoint(p->batch, workflow_id, seq, data, len);
+    p->n_puts++;
 }
 
 void ao_proc_after_commit(ao_proc_t *p, ao_proc_after_fn fn, void *ud)
@@ -157,7 +162,7 @@ void ao_proc_after_commit(ao_proc_t *p, ao_proc_after_fn fn, void *ud)
  * emit into the next batch. */
 static void commit(ao_proc_t *p)
 {
-    if (p->n_evs) {
+    if (p->n_evs || p->n_puts) {
         ao_status_t st;
         ao_status_clear(&st);
         int64_t t0 = ao_mono_us();
@@ -168,6 +173,7 @@ static void commit(ao_proc_t *p)
         AO_METRIC_INC(batches_committed);
         AO_METRIC_ADD(events_appended, p->n_evs);
         ao_log_batch_clear(p->batch);
+        p->n_puts = 0;
         p->batches++;
     }
     if (p->n_evs) {
@@ -211,7 +217,7 @@ static void *proc_main(void *arg)
     pthread_setname_np(pthread_self(), "ao-processor");
     for (;;) {
         pthread_mutex_lock(&p->lock);
-        while (!p->head && !p->stopping && !p->n_evs && !p->n_afters)
+        while (!p->head && !p->stopping && !p->n_evs && !p->n_puts && !p->n_afters)
             pthread_cond_wait(&p->cond, &p->lock);
         work_t *list = p->head;
         p->head = p->tail = NULL;
@@ -230,7 +236,7 @@ static void *proc_main(void *arg)
         }
         if (p->tick) p->tick(p->tick_ud, p);
         commit(p);
-        if (stopping && !p->n_evs && !p->n_afters) {
+        if (stopping && !p->n_evs && !p->n_puts && !p->n_afters) {
             pthread_mutex_lock(&p->lock);
             int more = p->head != NULL;
             if (!more) p->stopped = 1;

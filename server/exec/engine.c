@@ -47,6 +47,7 @@ typedef struct watch {
 
 /* Per-workflow runtime (not state). */
 typedef struct wf_rt {
+    struct ao_engine *e;
     watch_t *watches;
     uint64_t wall_timer[2];
     int in_dirty;
@@ -1458,6 +1459,18 @@ static void fire_watches(ao_proc_t *p, void *ud)
     }
 }
 
+static void put_snapshot(ao_engine_t *e, ao_wf_t *wf);
+static void checkpoint(ao_engine_t *e, ao_wf_t *wf, const char *reason, const char *note,
+                       Agentos__V1__Checkpoint **out, int snapshot);
+
+/* After commit, so the state is the log's: a snapshot as of now. */
+static void final_snapshot(ao_proc_t *p, void *ud)
+{
+    (void)p;
+    ao_wf_t *wf = ud;
+    put_snapshot(rt(wf)->e, wf);
+}
+
 static void complete(ao_engine_t *e, ao_wf_t *wf, int status)
 {
     Agentos__V1__WorkflowResult *res = ao_result_build(wf, status);
@@ -1469,9 +1482,13 @@ static void complete(ao_engine_t *e, ao_wf_t *wf, int status)
     ev.workflow_completed = &wc;
     emit(e, wf, &ev);
     ao_pb_free(res);
-    ao_engine_checkpoint(e, wf, "final", "", NULL, NULL);
+    checkpoint(e, wf, "final", "", NULL, 0);
     cancel_timers(e, wf);
     ao_proc_after_commit(e->proc, fire_watches, wf);
+    /* The snapshot only spares recovery the replay of the tail: it goes
+     * into the batch after the one that lets the result out. */
+    rt(wf)->e = e;
+    ao_proc_after_commit(e->proc, final_snapshot, wf);
     AO_METRIC_INC(workflows_finished);
     atomic_fetch_sub(&e->active, 1);
     if (status == WS(FAILED)) AO_METRIC_INC(workflows_failed);
@@ -1615,9 +1632,11 @@ static void step(ao_engine_t *e, ao_wf_t *wf)
     uint32_t every = wf->pb->spec && wf->pb->spec->checkpoint_every_events
                          ? wf->pb->spec->checkpoint_every_events
                          : e->cfg->storage->checkpoint_every_events;
-    /* A checkpoint costs the workflow's size: at most one per that many
-     * events keeps the cost linear while bounding the replayed tail. */
-    if (every < ao_wf_ntasks(wf)) every = (uint32_t)ao_wf_ntasks(wf);
+    /* A checkpoint costs the workflow's size: at most one per two events
+     * a task (a run is a start and an end) keeps the cost linear while
+     * bounding the replayed tail, and spares a fan-out the checkpoint of
+     * all its tasks just started, which would hold nothing done. */
+    if (every < 2 * ao_wf_ntasks(wf)) every = (uint32_t)(2 * ao_wf_ntasks(wf));
     if (wf->pb->events_since_checkpoint >= every) ao_engine_checkpoint(e, wf, "auto", "", NULL, NULL);
 }
 
@@ -1818,10 +1837,21 @@ static ckpt_view_t *build_checkpoint(ao_wf_t *wf, uint64_t seq, const char *reas
     return v;
 }
 
+static void checkpoint(ao_engine_t *e, ao_wf_t *wf, const char *reason, const char *note,
+                       Agentos__V1__Checkpoint **out, int snapshot);
+
 int ao_engine_checkpoint(ao_engine_t *e, ao_wf_t *wf, const char *reason, const char *note,
                          Agentos__V1__Checkpoint **out, ao_status_t *st)
 {
     (void)st;
+    checkpoint(e, wf, reason, note, out, 1);
+    return 0;
+}
+
+/* The checkpoint and, with snapshot, the snapshot as of it. */
+static void checkpoint(ao_engine_t *e, ao_wf_t *wf, const char *reason, const char *note,
+                       Agentos__V1__Checkpoint **out, int snapshot)
+{
     uint64_t seq = ao_proc_next_seq(e->proc);
     ckpt_view_t *v = build_checkpoint(wf, seq, reason, note ? note : "");
     EVENT(ev, ET(CHECKPOINT_SAVED), NULL);
@@ -1843,10 +1873,9 @@ int ao_engine_checkpoint(ao_engine_t *e, ao_wf_t *wf, const char *reason, const 
                                            v->c.n_completed_tasks, &len);
     ao_proc_put_checkpoint(e->proc, wf->pb->id, seq, bytes, len);
     free(bytes);
-    put_snapshot(e, wf);
+    if (snapshot) put_snapshot(e, wf);
     if (out) *out = AO_PB_CLONE(Agentos__V1__Checkpoint, &v->c);
     view_free(v);
-    return 0;
 }
 
 /* ---- lifecycle ----------------------------------------------------------------------------- */
