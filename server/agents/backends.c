@@ -271,6 +271,8 @@ static void complete_now(ao_dispatch_t *d, int cls, int retryable, const char *m
     finish_and_unlock(d, &o, started);
 }
 
+static void on_timeout(void *ud);
+
 /* Calls the backend's start or cancel under d->lock (held by the caller),
  * then lets go of the lock. A backend may complete the call inside (same
  * thread, the lock is recursive): that completion is delivered only here,
@@ -282,6 +284,14 @@ static void call_backend_and_unlock(ao_dispatch_t *d, int start)
     if (start) b->agent->ops->start(b->agent, &d->call);
     else b->agent->ops->cancel(b->agent, &d->call);
     d->in_backend--;
+    /* The timeout is armed once start has returned, and only if the call
+     * still runs: one that completed inside start (a builtin) costs no
+     * timer. Nothing completes it in between: d->lock is held throughout. */
+    if (start && d->state == D_IN_FLIGHT && d->timeout_ms) {
+        uint64_t spent_ms = (uint64_t)(ao_mono_us() - d->started_us) / 1000;
+        uint32_t left = spent_ms < d->timeout_ms ? d->timeout_ms - (uint32_t)spent_ms : 1;
+        d->timer = ao_timer_add(b->bs->timers, left, on_timeout, d);
+    }
     int fire = take_deferred(d);
     pthread_mutex_unlock(&d->lock);
     if (fire) deliver(d);
@@ -324,7 +334,6 @@ static void start_job(void *ud)
     d->started_us = ao_mono_us();
     d->call.timeout_ms = d->timeout_ms;
     d->call.done = on_agent_done;
-    if (d->timeout_ms) d->timer = ao_timer_add(d->b->bs->timers, d->timeout_ms, on_timeout, d);
     call_backend_and_unlock(d, 1);
 }
 
