@@ -184,16 +184,17 @@ static void commit(ao_proc_t *p)
         p->n_evs = 0;
     }
     /* Callbacks may add callbacks: run them against a detached list. One
-     * that emits makes the state ahead of the log again: the rest wait for
-     * the next commit (ahead of callbacks added since), so that none of
-     * them sees an event that is not durable. */
+     * that emits (or puts a snapshot or checkpoint) makes the state ahead
+     * of the log again: the rest wait for the next commit (ahead of
+     * callbacks added since), so that none of them sees a write that is
+     * not durable. */
     while (p->n_afters) {
         after_t *list = p->afters;
         size_t n = p->n_afters;
         p->afters = NULL;
         p->n_afters = p->cap_afters = 0;
         size_t i = 0;
-        while (i < n && !p->n_evs) {
+        while (i < n && !p->n_evs && !p->n_puts) {
             list[i].fn(p, list[i].ud);
             i++;
         }
@@ -207,7 +208,7 @@ static void commit(ao_proc_t *p)
             p->n_afters = p->cap_afters = rest + added;
         }
         free(list);
-        if (p->n_evs) break; /* they emitted: those need their own commit first */
+        if (p->n_evs || p->n_puts) break; /* they wrote: that needs its own commit first */
     }
 }
 

@@ -108,7 +108,8 @@ uint64_t ao_proc_durable_seq(ao_proc_t *p);
 uint64_t ao_proc_emit(ao_proc_t *p, Agentos__V1__Event *ev);
 
 /* Adds a packed workflow snapshot / checkpoint to the current batch
- * (written atomically with its events; data is copied). An empty snapshot
+ * (written atomically with its events, or alone when the batch has none,
+ * as from an after-commit callback; data is copied). An empty snapshot
  * (len 0) means "nothing before seq + 1", for a workflow whose events from
  * seq + 1 are all of it. */
 void ao_proc_put_snapshot(ao_proc_t *p, const char *workflow_id, uint64_t seq, const void *data,

@@ -6,7 +6,8 @@
  * callbacks that emit get a commit of their own; max_batch_events splits
  * batches; stop runs what was posted and drops what comes later;
  * snapshots and checkpoints are written with their events, atomically
- * (also across kill -9 of a process in the middle of writing).
+ * (also across kill -9 of a process in the middle of writing), and alone
+ * when put after their events' commit.
  *
  * The processor's callbacks run on its thread, where cmocka's assertions
  * must not be used (they longjmp to the test's thread): they record the
@@ -803,6 +804,63 @@ static void test_snapshot_checkpoint_with_events(void **state)
     free(data);
 }
 
+/* A snapshot put after its events' commit, in a batch of its own (what
+ * the engine does with a finished workflow's snapshot): written although
+ * the batch holds no event, before the callbacks registered with it run,
+ * and counted as a batch. */
+static void late_snap_check(ao_proc_t *p, void *ud)
+{
+    snap_item_t *it = ud;
+    fx_t *f = it->f;
+    ao_status_t st;
+    uint64_t seq = 0;
+    void *data = NULL;
+    size_t len = 0;
+    if (ao_log_get_snapshot(f->log, "wf", &seq, &data, &len, &st))
+        problem(f, "the snapshot put alone was not written: %s", st.msg);
+    else {
+        if (seq != it->seq || decoded_seq(data, len) != it->seq)
+            problem(f, "snapshot %llu, want %llu", (unsigned long long)seq, (unsigned long long)it->seq);
+        free(data);
+    }
+    if (ao_proc_batches(p) != 2)
+        problem(f, "%llu batches committed, want 2 (the event's, the snapshot's)",
+                (unsigned long long)ao_proc_batches(p));
+    bump(f, &f->afters);
+}
+
+static void late_snap_put(ao_proc_t *p, void *ud)
+{
+    snap_item_t *it = ud;
+    if (ao_proc_batches(p) != 1) problem(it->f, "the event's batch is not committed");
+    put_both(p, "wf", it->seq, 64);
+    ao_proc_after_commit(p, late_snap_check, it);
+}
+
+static void late_snap_work(ao_proc_t *p, void *ud)
+{
+    snap_item_t *it = ud;
+    it->seq = emit_text(p, "wf", "the workflow's last event");
+    ao_proc_after_commit(p, late_snap_put, it);
+}
+
+static void test_snapshot_alone_in_a_batch(void **state)
+{
+    fx_t *f = *state;
+    make_proc(f, 0);
+    ao_proc_start(f->p);
+    snap_item_t it = {f, 0, 0};
+    ao_proc_post(f->p, late_snap_work, NULL, &it);
+    wait_count(f, &f->afters, 1, "the snapshot's own commit");
+    assert_no_problem(f);
+    /* Subscribers saw the one event, nothing for the snapshot's batch. */
+    pthread_mutex_lock(&f->lock);
+    size_t events = f->published_events;
+    pthread_mutex_unlock(&f->lock);
+    assert_int_equal(events, 1);
+    ao_proc_stop(f->p);
+}
+
 /* kill -9 in the middle of writing: a child process (this binary, run as
  * `--crash-child DIR`) writes batches of events with a large snapshot and
  * checkpoint at the batch's last event, and reports each batch once its
@@ -960,6 +1018,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_stop_before_start_drops_everything, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_checkpoint_with_events, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_atomic_across_kill9, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_alone_in_a_batch, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
