@@ -73,6 +73,7 @@ class InstallTest(unittest.TestCase):
         subprocess.run(cc, check=True)
 
         server = harness.Server(agents=[harness.builtin("analyst")])
+        self.addCleanup(server.cleanup)  # runs last: removes its directory
         old = os.environ.get("AGENTOSD")
         os.environ["AGENTOSD"] = os.path.join(prefix, "bin", "agentosd")
         try:
