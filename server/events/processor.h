@@ -9,10 +9,13 @@
  * the same batch sees it) and joins the current batch. When the inputs at
  * hand are done, the batch is written to the log in one group commit (WAL
  * synced unless durability is async); only then are its effects let out:
- * after-commit callbacks (replies to clients, agent dispatches) run and the
- * events are published to subscribers. Nothing outside the processor
- * thread observes state or events that are not durable. A failed log write
- * is fatal (the process aborts, and recovery starts from what is durable).
+ * the events are published to subscribers and its callbacks run (agent
+ * dispatches, replies to clients). While the processor has more to do, a
+ * batch is written by a writer thread as the processor fills the next one
+ * (at most one batch in flight); effects of a batch still wait for it.
+ * Nothing outside the processor thread observes state or events that are
+ * not durable. A failed log write is fatal (the process aborts, and
+ * recovery starts from what is durable).
  *
  * Threads: ao_proc_post and ao_proc_durable_seq from any thread; every
  * other function on the processor thread only (inside posted work or
@@ -62,8 +65,9 @@ typedef void (*ao_proc_publish_fn)(void *ud, ao_evref_t *const *evs, size_t n,
 
 /* Runs on the processor thread once per loop, after the posted work and
  * before the commit: the place to make decisions on what changed (the
- * scheduler). May emit events. */
-typedef void (*ao_proc_tick_fn)(void *ud, ao_proc_t *p);
+ * scheduler). May emit events. Returns nonzero when it stopped with more
+ * to do (it runs again at once, after this batch is handed on). */
+typedef int (*ao_proc_tick_fn)(void *ud, ao_proc_t *p);
 
 typedef struct ao_proc_options {
     ao_log_t *log;
@@ -117,11 +121,19 @@ void ao_proc_put_snapshot(ao_proc_t *p, const char *workflow_id, uint64_t seq, c
 void ao_proc_put_checkpoint(ao_proc_t *p, const char *workflow_id, uint64_t seq, const void *data,
                             size_t len);
 
-/* Runs fn(ud) on the processor thread after the current batch is durable
- * (at once after the next commit; if nothing is pending, after the current
- * loop). For replies and agent dispatches. */
+/* Runs fn(ud) on the processor thread after the current batch is durable,
+ * at a moment when no later write is pending either: the state it sees is
+ * the log's (at once after the next commit; if nothing is pending, after
+ * the current loop). For replies that show state. */
 typedef void (*ao_proc_after_fn)(ao_proc_t *p, void *ud);
 void ao_proc_after_commit(ao_proc_t *p, ao_proc_after_fn fn, void *ud);
+
+/* Runs fn(ud) on the processor thread as soon as the current batch is
+ * durable, though later events may be pending (the processor goes on
+ * filling the next batch while the writer writes this one). For effects
+ * that depend on this batch's events only and read no state, such as an
+ * agent dispatch whose request is already built. */
+void ao_proc_after_durable(ao_proc_t *p, ao_proc_after_fn fn, void *ud);
 
 /* The log (for reads on the processor thread or elsewhere). */
 ao_log_t *ao_proc_log(ao_proc_t *p);

@@ -78,6 +78,13 @@ struct ao_engine {
      * (a fan-out's builtins run beside the processor, not on it). */
     uint64_t dispatch_batch;
     unsigned dispatch_n;
+    /* Tasks a tick may still start: a workflow with more ready tasks than
+     * that goes on in the next tick, after the processor has handed this
+     * batch to the log writer (its dispatches then start while the rest
+     * are being started). */
+    unsigned starts_left;
+    ao_wf_t **deferred;
+    size_t n_deferred, cap_deferred;
     int stopping;
 
     atomic_uint inflight;
@@ -709,7 +716,9 @@ static void start_attempt(ao_engine_t *e, ao_wf_t *wf, uint32_t i)
     a->d.no_inline = e->dispatch_n++ > 0;
     tt->inflight = (struct ao_attempt *)a;
     atomic_fetch_add(&e->inflight, 1);
-    ao_proc_after_commit(e->proc, dispatch_after_commit, a);
+    /* The request is built: the dispatch needs TASK_STARTED durable, not
+     * the state. */
+    ao_proc_after_durable(e->proc, dispatch_after_commit, a);
     free(missing);
     free(input);
 }
@@ -1608,15 +1617,31 @@ static void step(ao_engine_t *e, ao_wf_t *wf)
         for (size_t k = 0; k < l.n; k++) stage_done(e, wf, l.v[k]);
         free(l.v);
         pop_all(&wf->ready, &l);
+        int paused = 0;
         for (size_t k = 0; k < l.n && !wf->pb->stopping; k++) {
             uint32_t i = l.v[k];
+            if (!e->starts_left) {
+                /* The rest in the next tick. */
+                for (; k < l.n; k++) ao_idxlist_push(&wf->ready, l.v[k]);
+                paused = 1;
+                break;
+            }
             ao_task_t *tt = &wf->tasks[i];
             int s = tt->st->status;
             if (tt->inflight) continue;
+            e->starts_left--;
             if (s == TS(PENDING) && tt->unmet == 0) start_task(e, wf, i);
             else if (s == TS(READY)) start_attempt(e, wf, i);
         }
         free(l.v);
+        if (paused) {
+            if (e->n_deferred == e->cap_deferred) {
+                e->cap_deferred = e->cap_deferred ? e->cap_deferred * 2 : 16;
+                e->deferred = ao_xrealloc(e->deferred, e->cap_deferred * sizeof *e->deferred);
+            }
+            e->deferred[e->n_deferred++] = wf;
+            return;
+        }
     }
     if (!wf->pb->stopping && wf->n_terminal == ao_wf_ntasks(wf)) {
         int failed = 0, succeeded = 0;
@@ -1640,14 +1665,19 @@ static void step(ao_engine_t *e, ao_wf_t *wf)
     if (wf->pb->events_since_checkpoint >= every) ao_engine_checkpoint(e, wf, "auto", "", NULL, NULL);
 }
 
-static void tick(void *ud, ao_proc_t *p)
+/* Tasks started per tick: enough that a batch's fixed costs are shared,
+ * few enough that the first dispatches overlap the later starts. */
+enum { STARTS_PER_TICK = 256 };
+
+static int tick(void *ud, ao_proc_t *p)
 {
     (void)p;
     ao_engine_t *e = ud;
     if (e->stopping) {
         e->n_dirty = 0;
-        return;
+        return 0;
     }
+    e->starts_left = STARTS_PER_TICK;
     /* Stepping may dirty workflows again (its own events): loop until
      * quiet. */
     while (e->n_dirty) {
@@ -1658,6 +1688,11 @@ static void tick(void *ud, ao_proc_t *p)
         rt(wf)->in_dirty = 0; /* its own events re-marked it: done for now */
         if (e->n_dirty && e->dirty[e->n_dirty - 1] == wf) e->n_dirty--;
     }
+    /* Paused workflows go on in the next tick. */
+    size_t paused = e->n_deferred;
+    for (size_t k = 0; k < paused; k++) mark_dirty(e, e->deferred[k]);
+    e->n_deferred = 0;
+    return paused > 0;
 }
 
 static void on_publish(void *ud, ao_evref_t *const *evs, size_t n, uint64_t durable)
@@ -2150,6 +2185,7 @@ void ao_engine_destroy(ao_engine_t *e)
     }
     free(e->order);
     free(e->dirty);
+    free(e->deferred);
     json_decref(e->wfs);
     json_decref(e->requests);
     ao_proc_destroy(e->proc);

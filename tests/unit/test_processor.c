@@ -7,7 +7,8 @@
  * batches; stop runs what was posted and drops what comes later;
  * snapshots and checkpoints are written with their events, atomically
  * (also across kill -9 of a process in the middle of writing), and alone
- * when put after their events' commit.
+ * when put after their events' commit; a busy processor's batches go to
+ * the writer while durable and commit callbacks keep their guarantees.
  *
  * The processor's callbacks run on its thread, where cmocka's assertions
  * must not be used (they longjmp to the test's thread): they record the
@@ -53,6 +54,8 @@ typedef struct fx {
     char problem[512];
     /* Counters of callbacks, by the tests that use them. */
     size_t ran, afters, drops, ticks;
+    /* Ticks still to emit an event each and report more to do. */
+    size_t busy_ticks;
     uint64_t tick_at_publish;
 } fx_t;
 
@@ -174,13 +177,36 @@ static void on_publish(void *ud, ao_evref_t *const *evs, size_t n, uint64_t dura
                 (unsigned long long)last, (unsigned long long)before);
 }
 
-static void on_tick(void *ud, ao_proc_t *p)
+static uint64_t emit_text(ao_proc_t *p, const char *wf, const char *text);
+static void tick_durable(ao_proc_t *p, void *ud);
+static void tick_commit(ao_proc_t *p, void *ud);
+
+typedef struct tick_item {
+    fx_t *f;
+    uint64_t seq;
+    int left; /* callbacks still to run */
+} tick_item_t;
+
+static int on_tick(void *ud, ao_proc_t *p)
 {
-    (void)p;
     fx_t *f = ud;
     pthread_mutex_lock(&f->lock);
     f->ticks++;
+    int busy = f->busy_ticks > 0;
+    if (busy) f->busy_ticks--;
+    int more = f->busy_ticks > 0;
     pthread_mutex_unlock(&f->lock);
+    if (busy) {
+        /* Every 50th also has a commit callback (which makes the processor
+         * write what is pending first). */
+        tick_item_t *it = calloc(1, sizeof *it);
+        it->f = f;
+        it->seq = emit_text(p, "wf", "from-a-busy-tick");
+        it->left = it->seq % 50 ? 1 : 2;
+        ao_proc_after_durable(p, tick_durable, it);
+        if (it->left == 2) ao_proc_after_commit(p, tick_commit, it);
+    }
+    return more;
 }
 
 static int setup(void **state)
@@ -804,6 +830,62 @@ static void test_snapshot_checkpoint_with_events(void **state)
     free(data);
 }
 
+/* A tick with more to do keeps the processor busy: its batches go to the
+ * writer while it fills the next. A durable callback runs only once its
+ * event is in the log; a commit callback only when no write is pending
+ * (the state it could show is the log's). */
+static void tick_item_done(tick_item_t *it)
+{
+    if (--it->left == 0) free(it);
+}
+
+static void tick_durable(ao_proc_t *p, void *ud)
+{
+    (void)p;
+    tick_item_t *it = ud;
+    fx_t *f = it->f;
+    if (ao_log_last_seq(f->log) < it->seq)
+        problem(f, "a durable callback ran before event %llu was in the log", (unsigned long long)it->seq);
+    tick_item_done(it);
+    bump(f, &f->ran);
+}
+
+static void tick_commit(ao_proc_t *p, void *ud)
+{
+    tick_item_t *it = ud;
+    fx_t *f = it->f;
+    if (ao_log_last_seq(f->log) != ao_proc_next_seq(p) - 1)
+        problem(f, "a commit callback ran with events %llu..%llu not yet in the log",
+                (unsigned long long)ao_log_last_seq(f->log) + 1, (unsigned long long)ao_proc_next_seq(p) - 1);
+    tick_item_done(it);
+    bump(f, &f->afters);
+}
+
+static void wake_work(ao_proc_t *p, void *ud)
+{
+    (void)p;
+    (void)ud;
+}
+
+static void test_busy_tick_pipelines(void **state)
+{
+    fx_t *f = *state;
+    make_proc(f, 0);
+    const size_t n = 2000;
+    f->busy_ticks = n;
+    ao_proc_start(f->p);
+    ao_proc_post(f->p, wake_work, NULL, NULL);
+    wait_count(f, &f->ran, n, "every durable callback");
+    wait_count(f, &f->afters, n / 50, "every commit callback");
+    assert_no_problem(f);
+    pthread_mutex_lock(&f->lock);
+    size_t events = f->published_events;
+    pthread_mutex_unlock(&f->lock);
+    assert_int_equal(events, n);
+    assert_int_equal(ao_log_last_seq(f->log), n);
+    ao_proc_stop(f->p);
+}
+
 /* A snapshot put after its events' commit, in a batch of its own (what
  * the engine does with a finished workflow's snapshot): written although
  * the batch holds no event, before the callbacks registered with it run,
@@ -1019,6 +1101,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_snapshot_checkpoint_with_events, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_atomic_across_kill9, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_alone_in_a_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_busy_tick_pipelines, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
