@@ -303,9 +303,11 @@ static void wait_flight(ao_proc_t *p)
 
 /* With nothing in flight and nothing unwritten the state is the log's:
  * the commit callbacks run, in order. Callbacks may add callbacks; one
- * that emits (or puts a snapshot or checkpoint) makes the state ahead of
- * the log again: the rest wait for the next commit (ahead of callbacks
- * added since), so that none of them sees a write that is not durable. */
+ * that emits makes the state ahead of the log again: the rest wait for
+ * the next commit (ahead of callbacks added since), so that none of them
+ * sees an event that is not durable. A snapshot or checkpoint put changes
+ * no state: the callbacks already due still run, and those added after it
+ * wait for its write. */
 static void run_quiet(ao_proc_t *p)
 {
     while (!p->in_flight && !has_writes(&p->cur)) {
@@ -321,7 +323,7 @@ static void run_quiet(ao_proc_t *p)
         after_list_t l = p->waiting;
         memset(&p->waiting, 0, sizeof p->waiting);
         size_t i = 0;
-        while (i < l.n && !has_writes(&p->cur)) {
+        while (i < l.n && !p->cur.n_evs) {
             l.v[i].fn(p, l.v[i].ud);
             i++;
         }
@@ -350,9 +352,11 @@ static int flight_written(ao_proc_t *p)
  * otherwise writes it here. */
 static void close_stage(ao_proc_t *p, int busy)
 {
+    /* First take back a written flight: its commit callbacks may be
+     * waiting. */
+    if (p->in_flight && flight_written(p)) finish_flight(p);
     if (p->waiting.n || p->cur.commits.n) busy = 0;
     int writes = has_writes(&p->cur);
-    if (p->in_flight && flight_written(p)) finish_flight(p);
     if (p->in_flight) {
         /* Keep filling while the writer writes, up to the batch limit. */
         if (busy && (!writes || p->cur.n_evs < p->max_batch)) return;

@@ -138,8 +138,8 @@ void ao_proc_after_durable(ao_proc_t *p, ao_proc_after_fn fn, void *ud);
 /* The log (for reads on the processor thread or elsewhere). */
 ao_log_t *ao_proc_log(ao_proc_t *p);
 
-/* The number of batches committed so far: events emitted now go out with
- * the batch after this many. */
+/* The number of batches closed so far (written, or handed to the
+ * writer): events emitted now go out with the batch after this many. */
 uint64_t ao_proc_batches(ao_proc_t *p);
 
 /* The sequence number the next emitted event will get. */

@@ -49,6 +49,7 @@ typedef struct watch {
 typedef struct wf_rt {
     struct ao_engine *e;
     watch_t *watches;
+    int in_deferred;
     uint64_t wall_timer[2];
     int in_dirty;
     int any_findings;
@@ -85,6 +86,9 @@ struct ao_engine {
     unsigned starts_left;
     ao_wf_t **deferred;
     size_t n_deferred, cap_deferred;
+    /* Those paused in the last tick: stepped first in the next. */
+    ao_wf_t **paused;
+    size_t n_paused, cap_paused;
     int stopping;
 
     atomic_uint inflight;
@@ -1634,14 +1638,15 @@ static void step(ao_engine_t *e, ao_wf_t *wf)
             else if (s == TS(READY)) start_attempt(e, wf, i);
         }
         free(l.v);
-        if (paused) {
+        if (paused && !rt(wf)->in_deferred) {
+            rt(wf)->in_deferred = 1;
             if (e->n_deferred == e->cap_deferred) {
                 e->cap_deferred = e->cap_deferred ? e->cap_deferred * 2 : 16;
                 e->deferred = ao_xrealloc(e->deferred, e->cap_deferred * sizeof *e->deferred);
             }
             e->deferred[e->n_deferred++] = wf;
-            return;
         }
+        if (paused) return;
     }
     if (!wf->pb->stopping && wf->n_terminal == ao_wf_ntasks(wf)) {
         int failed = 0, succeeded = 0;
@@ -1678,6 +1683,14 @@ static int tick(void *ud, ao_proc_t *p)
         return 0;
     }
     e->starts_left = STARTS_PER_TICK;
+    /* Workflows paused in the last tick go first: those dirtied since
+     * must not starve them. */
+    for (size_t k = 0; k < e->n_paused; k++) {
+        ao_wf_t *wf = e->paused[k];
+        rt(wf)->in_deferred = 0;
+        step(e, wf);
+    }
+    e->n_paused = 0;
     /* Stepping may dirty workflows again (its own events): loop until
      * quiet. */
     while (e->n_dirty) {
@@ -1688,11 +1701,16 @@ static int tick(void *ud, ao_proc_t *p)
         rt(wf)->in_dirty = 0; /* its own events re-marked it: done for now */
         if (e->n_dirty && e->dirty[e->n_dirty - 1] == wf) e->n_dirty--;
     }
-    /* Paused workflows go on in the next tick. */
-    size_t paused = e->n_deferred;
-    for (size_t k = 0; k < paused; k++) mark_dirty(e, e->deferred[k]);
+    /* Paused workflows go on in the next tick, first. */
+    ao_wf_t **v = e->paused;
+    size_t cap = e->cap_paused;
+    e->paused = e->deferred;
+    e->cap_paused = e->cap_deferred;
+    e->n_paused = e->n_deferred;
+    e->deferred = v;
+    e->cap_deferred = cap;
     e->n_deferred = 0;
-    return paused > 0;
+    return e->n_paused > 0;
 }
 
 static void on_publish(void *ud, ao_evref_t *const *evs, size_t n, uint64_t durable)
@@ -2142,7 +2160,8 @@ static void stop_work(ao_proc_t *p, void *ud)
             else a->abandoned = 1;
         }
         cancel_timers(e, wf);
-        if (wf->rt && rt(wf)->watches) fire_watches(p, wf);
+        /* After commit: what they are told may be in this loop's batch. */
+        if (wf->rt && rt(wf)->watches) ao_proc_after_commit(p, fire_watches, wf);
     }
 }
 
@@ -2186,6 +2205,7 @@ void ao_engine_destroy(ao_engine_t *e)
     free(e->order);
     free(e->dirty);
     free(e->deferred);
+    free(e->paused);
     json_decref(e->wfs);
     json_decref(e->requests);
     ao_proc_destroy(e->proc);

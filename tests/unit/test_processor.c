@@ -830,6 +830,71 @@ static void test_snapshot_checkpoint_with_events(void **state)
     free(data);
 }
 
+/* Callbacks behind one that puts a snapshot still run at once (a put
+ * changes no state): ten workflows finishing in one batch, each with a
+ * reply and a snapshot callback, cost one write more, not ten. */
+typedef struct many_snaps {
+    fx_t *f;
+    uint64_t seq;
+    size_t replies_late; /* replies run after more than the event's batch */
+} many_snaps_t;
+
+static void many_reply(ao_proc_t *p, void *ud)
+{
+    many_snaps_t *m = ud;
+    if (ao_proc_batches(p) != 1) m->replies_late++;
+    bump(m->f, &m->f->ran);
+}
+
+static void many_snap(ao_proc_t *p, void *ud)
+{
+    many_snaps_t *m = ud;
+    put_both(p, "wf", m->seq, 32);
+}
+
+static void many_check(ao_proc_t *p, void *ud)
+{
+    many_snaps_t *m = ud;
+    if (ao_proc_batches(p) != 2)
+        problem(m->f, "%llu batches for one event and ten snapshots, want 2",
+                (unsigned long long)ao_proc_batches(p));
+    bump(m->f, &m->f->afters);
+}
+
+static void many_last(ao_proc_t *p, void *ud);
+
+static void many_work(ao_proc_t *p, void *ud)
+{
+    many_snaps_t *m = ud;
+    m->seq = emit_text(p, "wf", "ten workflows end here");
+    for (int k = 0; k < 10; k++) {
+        ao_proc_after_commit(p, many_reply, m);
+        ao_proc_after_commit(p, many_snap, m);
+    }
+    ao_proc_after_commit(p, many_last, m);
+}
+
+static void many_last(ao_proc_t *p, void *ud)
+{
+    /* Runs behind the snapshots in the same pass; what it registers is
+     * added after their puts and waits for their write. */
+    ao_proc_after_commit(p, many_check, ud);
+}
+
+static void test_puts_do_not_hold_up_callbacks(void **state)
+{
+    fx_t *f = *state;
+    make_proc(f, 0);
+    ao_proc_start(f->p);
+    many_snaps_t m = {f, 0, 0};
+    ao_proc_post(f->p, many_work, NULL, &m);
+    wait_count(f, &f->afters, 1, "the check after the snapshots' write");
+    assert_no_problem(f);
+    ao_proc_stop(f->p);
+    assert_int_equal(f->ran, 10);
+    assert_int_equal(m.replies_late, 0);
+}
+
 /* A tick with more to do keeps the processor busy: its batches go to the
  * writer while it fills the next. A durable callback runs only once its
  * event is in the log; a commit callback only when no write is pending
@@ -1102,6 +1167,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_snapshot_atomic_across_kill9, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_alone_in_a_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_busy_tick_pipelines, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_puts_do_not_hold_up_callbacks, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
