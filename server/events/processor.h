@@ -122,9 +122,10 @@ void ao_proc_put_checkpoint(ao_proc_t *p, const char *workflow_id, uint64_t seq,
                             size_t len);
 
 /* Runs fn(ud) on the processor thread after the current batch is durable,
- * at a moment when no later write is pending either: the state it sees is
+ * at a moment when no later event is pending either: the state it sees is
  * the log's (at once after the next commit; if nothing is pending, after
- * the current loop). For replies that show state. */
+ * the current loop). A snapshot or checkpoint put by a callback delays
+ * only the callbacks registered after it. For replies that show state. */
 typedef void (*ao_proc_after_fn)(ao_proc_t *p, void *ud);
 void ao_proc_after_commit(ao_proc_t *p, ao_proc_after_fn fn, void *ud);
 
