@@ -47,8 +47,8 @@ typedef struct watch {
 
 /* Per-workflow runtime (not state). */
 typedef struct wf_rt {
-    struct ao_engine *e;
     watch_t *watches;
+    int final_due;
     int in_deferred;
     uint64_t wall_timer[2];
     int in_dirty;
@@ -89,6 +89,9 @@ struct ao_engine {
     /* Those paused in the last tick: stepped first in the next. */
     ao_wf_t **paused;
     size_t n_paused, cap_paused;
+    /* Finished workflows whose final checkpoint is due (final_due). */
+    ao_wf_t **finals;
+    size_t n_finals, cap_finals;
     int stopping;
 
     atomic_uint inflight;
@@ -1472,16 +1475,46 @@ static void fire_watches(ao_proc_t *p, void *ud)
     }
 }
 
-static void put_snapshot(ao_engine_t *e, ao_wf_t *wf);
-static void checkpoint(ao_engine_t *e, ao_wf_t *wf, const char *reason, const char *note,
-                       Agentos__V1__Checkpoint **out, int snapshot);
-
-/* After commit, so the state is the log's: a snapshot as of now. */
-static void final_snapshot(ao_proc_t *p, void *ud)
+/* A finished workflow's final checkpoint (with its snapshot) is taken in
+ * the tick after the one that finished it, so that its packing and its
+ * write do not hold up the result: the result's batch is closed by then.
+ * A resume takes it first; recovery takes it for a workflow whose result
+ * is in the log and its final checkpoint is not. */
+static void final_due(ao_engine_t *e, ao_wf_t *wf)
 {
-    (void)p;
-    ao_wf_t *wf = ud;
-    put_snapshot(rt(wf)->e, wf);
+    wf_rt_t *r = rt(wf);
+    if (r->final_due) return;
+    r->final_due = 1;
+    if (e->n_finals == e->cap_finals) {
+        e->cap_finals = e->cap_finals ? e->cap_finals * 2 : 16;
+        e->finals = ao_xrealloc(e->finals, e->cap_finals * sizeof *e->finals);
+    }
+    e->finals[e->n_finals++] = wf;
+}
+
+static void take_final(ao_engine_t *e, ao_wf_t *wf)
+{
+    wf_rt_t *r = rt(wf);
+    if (!r->final_due) return;
+    r->final_due = 0;
+    if (ao_wf_status_terminal(wf->pb->status)) ao_engine_checkpoint(e, wf, "final", "", NULL, NULL);
+}
+
+/* The final checkpoints due before this tick. */
+static void take_finals(ao_engine_t *e)
+{
+    size_t n = e->n_finals;
+    ao_wf_t **v = e->finals;
+    size_t cap = e->cap_finals;
+    e->finals = NULL;
+    e->n_finals = e->cap_finals = 0;
+    for (size_t k = 0; k < n; k++) take_final(e, v[k]);
+    if (!e->finals) {
+        e->finals = v;
+        e->cap_finals = cap;
+    } else {
+        free(v);
+    }
 }
 
 static void complete(ao_engine_t *e, ao_wf_t *wf, int status)
@@ -1495,13 +1528,9 @@ static void complete(ao_engine_t *e, ao_wf_t *wf, int status)
     ev.workflow_completed = &wc;
     emit(e, wf, &ev);
     ao_pb_free(res);
-    checkpoint(e, wf, "final", "", NULL, 0);
+    final_due(e, wf);
     cancel_timers(e, wf);
     ao_proc_after_commit(e->proc, fire_watches, wf);
-    /* The snapshot only spares recovery the replay of the tail: it goes
-     * into the batch after the one that lets the result out. */
-    rt(wf)->e = e;
-    ao_proc_after_commit(e->proc, final_snapshot, wf);
     AO_METRIC_INC(workflows_finished);
     atomic_fetch_sub(&e->active, 1);
     if (status == WS(FAILED)) AO_METRIC_INC(workflows_failed);
@@ -1678,6 +1707,9 @@ static int tick(void *ud, ao_proc_t *p)
 {
     (void)p;
     ao_engine_t *e = ud;
+    /* Those that finished in an earlier tick: their results' batch is
+     * closed. */
+    take_finals(e);
     if (e->stopping) {
         e->n_dirty = 0;
         return 0;
@@ -1710,7 +1742,7 @@ static int tick(void *ud, ao_proc_t *p)
     e->deferred = v;
     e->cap_deferred = cap;
     e->n_deferred = 0;
-    return e->n_paused > 0;
+    return e->n_paused > 0 || e->n_finals > 0;
 }
 
 static void on_publish(void *ud, ao_evref_t *const *evs, size_t n, uint64_t durable)
@@ -1890,21 +1922,10 @@ static ckpt_view_t *build_checkpoint(ao_wf_t *wf, uint64_t seq, const char *reas
     return v;
 }
 
-static void checkpoint(ao_engine_t *e, ao_wf_t *wf, const char *reason, const char *note,
-                       Agentos__V1__Checkpoint **out, int snapshot);
-
 int ao_engine_checkpoint(ao_engine_t *e, ao_wf_t *wf, const char *reason, const char *note,
                          Agentos__V1__Checkpoint **out, ao_status_t *st)
 {
     (void)st;
-    checkpoint(e, wf, reason, note, out, 1);
-    return 0;
-}
-
-/* The checkpoint and, with snapshot, the snapshot as of it. */
-static void checkpoint(ao_engine_t *e, ao_wf_t *wf, const char *reason, const char *note,
-                       Agentos__V1__Checkpoint **out, int snapshot)
-{
     uint64_t seq = ao_proc_next_seq(e->proc);
     ckpt_view_t *v = build_checkpoint(wf, seq, reason, note ? note : "");
     EVENT(ev, ET(CHECKPOINT_SAVED), NULL);
@@ -1926,9 +1947,10 @@ static void checkpoint(ao_engine_t *e, ao_wf_t *wf, const char *reason, const ch
                                            v->c.n_completed_tasks, &len);
     ao_proc_put_checkpoint(e->proc, wf->pb->id, seq, bytes, len);
     free(bytes);
-    if (snapshot) put_snapshot(e, wf);
+    put_snapshot(e, wf);
     if (out) *out = AO_PB_CLONE(Agentos__V1__Checkpoint, &v->c);
     view_free(v);
+    return 0;
 }
 
 /* ---- lifecycle ----------------------------------------------------------------------------- */
@@ -2091,11 +2113,21 @@ int ao_engine_recover(ao_engine_t *e, ao_status_t *st)
     load_ctx_t c = {e, st, 0, 0, 0};
     int rc = ao_log_scan_snapshots(e->log, load_snapshot, &c, st);
     if (rc || c.rc) return rc ? rc : c.rc;
-    size_t unfinished = 0;
-    for (size_t k = 0; k < e->n_order; k++)
-        if (!ao_wf_status_terminal(e->order[k]->pb->status)) unfinished++;
-    AO_INFO("engine", "recovered workflows=%zu unfinished=%zu replayed_events=%zu last_seq=%llu ms=%.1f",
-            c.loaded, unfinished, c.replayed, (unsigned long long)ao_log_last_seq(e->log),
+    size_t unfinished = 0, finals = 0;
+    for (size_t k = 0; k < e->n_order; k++) {
+        ao_wf_t *wf = e->order[k];
+        if (!ao_wf_status_terminal(wf->pb->status)) unfinished++;
+        /* Finished, with events after its last checkpoint: the process
+         * stopped between the result and the final checkpoint. */
+        else if (wf->pb->events_since_checkpoint > 0) {
+            final_due(e, wf);
+            finals++;
+        }
+    }
+    AO_INFO("engine",
+            "recovered workflows=%zu unfinished=%zu final_checkpoints_due=%zu replayed_events=%zu "
+            "last_seq=%llu ms=%.1f",
+            c.loaded, unfinished, finals, c.replayed, (unsigned long long)ao_log_last_seq(e->log),
             (double)(ao_mono_us() - t0) / 1000.0);
     return 0;
 }
@@ -2206,6 +2238,7 @@ void ao_engine_destroy(ao_engine_t *e)
     free(e->dirty);
     free(e->deferred);
     free(e->paused);
+    free(e->finals);
     json_decref(e->wfs);
     json_decref(e->requests);
     ao_proc_destroy(e->proc);
@@ -2338,6 +2371,7 @@ int ao_engine_resume(ao_engine_t *e, ao_wf_t *wf, const Agentos__V1__Checkpoint 
         if (o->max_attempts > 100)
             return ao_status_set(st, AO_EINVAL, "overrides[%zu].max_attempts: at most 100", k);
     }
+    take_final(e, wf);
     ckpt_view_t *own = NULL;
     if (!from) {
         own = build_checkpoint(wf, ao_proc_next_seq(e->proc), "resume", "");

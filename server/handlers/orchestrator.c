@@ -175,7 +175,7 @@ static void orchestrate(ao_rpc_call_t *call, const ProtobufCMessage *m, void *ud
     post(op_new(h, call, m), orchestrate_work);
 }
 
-static void resume_work(ao_proc_t *p, void *ud)
+static void resume_now(ao_proc_t *p, void *ud)
 {
     (void)p;
     op_t *op = ud;
@@ -216,6 +216,12 @@ static void resume_work(ao_proc_t *p, void *ud)
         return;
     }
     reply_or_wait(op, req->wait);
+}
+
+/* After commit, as the checkpoint reads below. */
+static void resume_work(ao_proc_t *p, void *ud)
+{
+    ao_proc_after_commit(p, resume_now, ud);
 }
 
 static void resume(ao_rpc_call_t *call, const ProtobufCMessage *m, void *ud)
@@ -492,7 +498,10 @@ static int add_ckpt(void *ud, uint64_t seq, const void *data, size_t len)
     return 0;
 }
 
-static void list_checkpoints_work(ao_proc_t *p, void *ud)
+/* The checkpoint reads and a resume run after commit: a checkpoint taken
+ * before them (a final one is taken in the tick after the result) is
+ * then in the log. */
+static void list_checkpoints_read(ao_proc_t *p, void *ud)
 {
     op_t *op = ud;
     const Agentos__V1__ListCheckpointsRequest *req = (const void *)op->req;
@@ -511,12 +520,17 @@ static void list_checkpoints_work(ao_proc_t *p, void *ud)
     free(resp.checkpoints);
 }
 
+static void list_checkpoints_work(ao_proc_t *p, void *ud)
+{
+    ao_proc_after_commit(p, list_checkpoints_read, ud);
+}
+
 static void list_checkpoints(ao_rpc_call_t *call, const ProtobufCMessage *m, void *ud)
 {
     post(op_new(ud, call, m), list_checkpoints_work);
 }
 
-static void get_checkpoint_work(ao_proc_t *p, void *ud)
+static void get_checkpoint_read(ao_proc_t *p, void *ud)
 {
     op_t *op = ud;
     const Agentos__V1__GetCheckpointRequest *req = (const void *)op->req;
@@ -546,6 +560,11 @@ static void get_checkpoint_work(ao_proc_t *p, void *ud)
     }
     ao_rpc_reply(op->call, &k->base);
     ao_pb_free(k);
+}
+
+static void get_checkpoint_work(ao_proc_t *p, void *ud)
+{
+    ao_proc_after_commit(p, get_checkpoint_read, ud);
 }
 
 static void get_checkpoint(ao_rpc_call_t *call, const ProtobufCMessage *m, void *ud)

@@ -1,0 +1,299 @@
+/*
+ * Unit tests for the engine's final checkpoint (server/exec/engine.c), in
+ * process over a real RocksDB log (WAL synced) and builtin agents:
+ *
+ *   the result is let out before the final checkpoint is taken (its
+ *   packing and write do not hold the result up), and the checkpoint is
+ *   in the log before any later commit callback runs;
+ *   a process that stops between the two (here: exits in the callback that
+ *   gets the result) leaves a log whose next start takes the missing final
+ *   checkpoint.
+ *
+ * Engine callbacks run on the processor thread, where cmocka's assertions
+ * must not be used: they record what they saw, and the test asserts on it.
+ * Every wait is on a condition variable with a deadline.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "backends.h"
+#include "config.h"
+#include "engine.h"
+#include "eventlog.h"
+#include "log.h"
+#include "pbjson.h"
+#include "pool.h"
+#include "testdir.h"
+#include "timer.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define WAIT_S 60
+
+typedef struct rig {
+    char *dir;
+    Agentos__V1__ServerConfig *cfg;
+    ao_log_t *log;
+    ao_timers_t *timers;
+    ao_pool_t *pool;
+    ao_backends_t *bs;
+    ao_engine_t *engine;
+
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int done;    /* the watch fired */
+    int checked; /* the after-commit check ran */
+    char wf_id[64];
+    /* Seen when the result was let out. */
+    int result_durable;
+    int final_at_result;
+    /* Seen by a commit callback after that. */
+    int final_after;
+    int exit_at_result; /* the child: _exit(0) when the result is let out */
+} rig_t;
+
+static void rig_open(rig_t *r, const char *dir)
+{
+    const char *json = "{\"agents\":[{\"name\":\"noop\",\"kind\":\"BACKEND_KIND_BUILTIN\"}],"
+                       "\"storage\":{\"durability\":\"DURABILITY_SYNC\"}}";
+    ProtobufCMessage *m;
+    ao_status_t st;
+    if (ao_pbjson_decode_text(&agentos__v1__server_config__descriptor, json, strlen(json), &m, &st))
+        fail_msg("%s", st.msg);
+    r->cfg = (Agentos__V1__ServerConfig *)m;
+    ao_config_defaults(r->cfg);
+    ao_log_options_t lo = {.dir = dir, .sync = 1};
+    if (ao_log_open(&lo, &r->log, &st)) fail_msg("%s", st.msg);
+    r->timers = ao_timers_create();
+    r->pool = ao_pool_create(1);
+    if (ao_backends_create(r->cfg, r->timers, r->pool, &r->bs, &st)) fail_msg("%s", st.msg);
+    ao_engine_options_t eo = {.cfg = r->cfg, .log = r->log, .backends = r->bs, .timers = r->timers};
+    r->engine = ao_engine_create(&eo);
+    if (ao_engine_recover(r->engine, &st)) fail_msg("%s", st.msg);
+    ao_engine_start(r->engine);
+}
+
+static void rig_close(rig_t *r)
+{
+    ao_engine_stop(r->engine);
+    ao_engine_destroy(r->engine);
+    ao_backends_destroy(r->bs);
+    ao_pool_destroy(r->pool);
+    ao_timers_destroy(r->timers);
+    ao_log_close(r->log);
+    ao_config_free(r->cfg);
+}
+
+/* Whether the log holds a checkpoint of the workflow with reason "final". */
+static int has_final_ckpt(void *ud, uint64_t seq, const void *data, size_t len)
+{
+    (void)seq;
+    int *found = ud;
+    Agentos__V1__Checkpoint *c = agentos__v1__checkpoint__unpack(NULL, len, data);
+    if (c && !strcmp(c->reason, "final")) *found = 1;
+    if (c) agentos__v1__checkpoint__free_unpacked(c, NULL);
+    return 0;
+}
+
+static int final_in_log(ao_log_t *log, const char *wf_id)
+{
+    int found = 0;
+    ao_status_t st;
+    if (ao_log_list_checkpoints(log, wf_id, has_final_ckpt, &found, &st)) return -1;
+    return found;
+}
+
+static void signal_rig(rig_t *r, int *flag)
+{
+    pthread_mutex_lock(&r->lock);
+    *flag = 1;
+    pthread_cond_broadcast(&r->cond);
+    pthread_mutex_unlock(&r->lock);
+}
+
+static void wait_flag(rig_t *r, const int *flag, const char *what)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += WAIT_S;
+    pthread_mutex_lock(&r->lock);
+    while (!*flag)
+        if (pthread_cond_timedwait(&r->cond, &r->lock, &until)) {
+            pthread_mutex_unlock(&r->lock);
+            fail_msg("no %s within %d s", what, WAIT_S);
+        }
+    pthread_mutex_unlock(&r->lock);
+}
+
+static void on_done(void *ud, ao_wf_t *wf)
+{
+    rig_t *r = ud;
+    if (r->exit_at_result) _exit(wf->pb->status == AGENTOS__V1__WORKFLOW_STATUS__WORKFLOW_STATUS_SUCCESS ? 0 : 3);
+    r->result_durable = ao_log_last_seq(r->log) >= wf->pb->last_seq;
+    r->final_at_result = final_in_log(r->log, wf->pb->id);
+    signal_rig(r, &r->done);
+}
+
+static void submit_work(ao_proc_t *p, void *ud)
+{
+    (void)p;
+    rig_t *r = ud;
+    Agentos__V1__WorkflowSpec s = AGENTOS__V1__WORKFLOW_SPEC__INIT;
+    Agentos__V1__TaskSpec t[3], *tp[3];
+    const char *ids[] = {"a", "b", "c"};
+    for (int i = 0; i < 3; i++) {
+        agentos__v1__task_spec__init(&t[i]);
+        t[i].id = (char *)ids[i];
+        t[i].agent = "noop";
+        tp[i] = &t[i];
+    }
+    s.tasks = tp;
+    s.n_tasks = 3;
+    ao_wf_t *wf;
+    uint64_t seq;
+    int dedup;
+    ao_status_t st;
+    if (ao_engine_submit(r->engine, "t", &s, "", &wf, &seq, &dedup, &st)) {
+        fprintf(stderr, "submit: %s\n", st.msg);
+        _exit(4);
+    }
+    snprintf(r->wf_id, sizeof r->wf_id, "%s", wf->pb->id);
+    if (r->exit_at_result) {
+        /* The parent learns the id before the child exits. */
+        if (write(1, r->wf_id, strlen(r->wf_id)) < 0 || write(1, "\n", 1) < 0) _exit(5);
+    }
+    ao_engine_watch(r->engine, wf, on_done, r);
+}
+
+static void check_after(ao_proc_t *p, void *ud)
+{
+    (void)p;
+    rig_t *r = ud;
+    r->final_after = final_in_log(r->log, r->wf_id);
+    signal_rig(r, &r->checked);
+}
+
+static void check_work(ao_proc_t *p, void *ud)
+{
+    ao_proc_after_commit(p, check_after, ud);
+}
+
+static int setup(void **state)
+{
+    rig_t *r = calloc(1, sizeof *r);
+    pthread_mutex_init(&r->lock, NULL);
+    pthread_cond_init(&r->cond, NULL);
+    r->dir = ao_test_mkdtemp("test-engine");
+    *state = r;
+    ao_log_configure("warn", "text");
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    rig_t *r = *state;
+    ao_test_rm_rf(r->dir);
+    free(r->dir);
+    pthread_mutex_destroy(&r->lock);
+    pthread_cond_destroy(&r->cond);
+    free(r);
+    return 0;
+}
+
+static void test_result_before_final_checkpoint(void **state)
+{
+    rig_t *r = *state;
+    rig_open(r, r->dir);
+    ao_proc_post(ao_engine_proc(r->engine), submit_work, NULL, r);
+    wait_flag(r, &r->done, "result");
+    assert_true(r->result_durable);
+    /* Let out before its final checkpoint was taken... */
+    assert_int_equal(r->final_at_result, 0);
+    /* ...which is in the log before any later commit callback runs. */
+    ao_proc_post(ao_engine_proc(r->engine), check_work, NULL, r);
+    wait_flag(r, &r->checked, "check after the result");
+    assert_int_equal(r->final_after, 1);
+    rig_close(r);
+}
+
+/* The child (this binary run as `--child DIR`): runs the workflow and
+ * exits when its result is let out, before the final checkpoint. */
+static _Noreturn void child(const char *dir)
+{
+    rig_t c;
+    memset(&c, 0, sizeof c);
+    pthread_mutex_init(&c.lock, NULL);
+    pthread_cond_init(&c.cond, NULL);
+    c.exit_at_result = 1;
+    ao_log_configure("warn", "text");
+    rig_open(&c, dir);
+    ao_proc_post(ao_engine_proc(c.engine), submit_work, NULL, &c);
+    for (;;)
+        pause(); /* the watch ends the process */
+}
+
+static void test_restart_takes_a_missing_final_checkpoint(void **state)
+{
+    rig_t *r = *state;
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        close(fds[0]);
+        close(fds[1]);
+        execl("/proc/self/exe", "test_engine", "--child", r->dir, (char *)NULL);
+        _exit(7);
+    }
+    close(fds[1]);
+    /* Its workflow's id, then end of file when it exits. */
+    char id[64] = {0};
+    size_t have = 0;
+    ssize_t n;
+    while (have < sizeof id - 1 && (n = read(fds[0], id + have, sizeof id - 1 - have)) > 0)
+        have += (size_t)n;
+    close(fds[0]);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    char *nl = strchr(id, '\n');
+    assert_non_null(nl);
+    *nl = '\0';
+    snprintf(r->wf_id, sizeof r->wf_id, "%s", id);
+
+    /* The result is in the log, the final checkpoint is not. */
+    ao_log_t *log;
+    ao_status_t st;
+    ao_log_options_t lo = {.dir = r->dir, .read_only = 1};
+    assert_int_equal(ao_log_open(&lo, &log, &st), 0);
+    assert_int_equal(final_in_log(log, id), 0);
+    ao_log_close(log);
+
+    /* The next start takes it in its first turn. */
+    rig_open(r, r->dir);
+    ao_proc_post(ao_engine_proc(r->engine), check_work, NULL, r);
+    wait_flag(r, &r->checked, "check after the restart");
+    assert_int_equal(r->final_after, 1);
+    rig_close(r);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && !strcmp(argv[1], "--child")) child(argv[2]);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_result_before_final_checkpoint, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restart_takes_a_missing_final_checkpoint, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
