@@ -41,8 +41,11 @@ typedef struct ao_engine_options {
 ao_engine_t *ao_engine_create(const ao_engine_options_t *opt);
 
 /* Loads every workflow from the log: snapshots, then the tail of each
- * unfinished one. AO_ECORRUPT (naming the event) if something does not
- * decode or apply. Before ao_engine_start. */
+ * unfinished one. A finished workflow whose final checkpoint is missing
+ * (the process stopped between its result and that checkpoint, which is
+ * taken in the processor's next turn) gets it in the first turn.
+ * AO_ECORRUPT (naming the event) if something does not decode or apply.
+ * Before ao_engine_start. */
 int ao_engine_recover(ao_engine_t *e, ao_status_t *st);
 
 /* Starts the processor; unfinished workflows continue (a task that was
