@@ -18,6 +18,7 @@
 #include "backends.h"
 #include "config.h"
 #include "engine.h"
+#include "engine_stack.h"
 #include "eventlog.h"
 #include "log.h"
 #include "mem.h"
@@ -37,11 +38,9 @@
 
 typedef struct rig {
     Agentos__V1__ServerConfig *cfg;
-    ao_log_t *log;
-    ao_timers_t *timers;
-    ao_pool_t *pool;
-    ao_backends_t *bs;
+    ao_engine_stack_t s;
     ao_engine_t *engine;
+    ao_backends_t *bs;
     char dir[256];
 } rig_t;
 
@@ -69,25 +68,15 @@ static void rig_open(rig_t *r, const char *base, const char *name, int sync, uns
     free(cfg);
     r->cfg = (Agentos__V1__ServerConfig *)m;
     ao_config_defaults(r->cfg);
-    ao_log_options_t lo = {.dir = r->dir, .sync = sync};
-    if (ao_log_open(&lo, &r->log, &st)) ao_fatal("%s", st.msg);
-    r->timers = ao_timers_create();
-    r->pool = ao_pool_create(0);
-    if (ao_backends_create(r->cfg, r->timers, r->pool, &r->bs, &st)) ao_fatal("%s", st.msg);
-    ao_engine_options_t eo = {.cfg = r->cfg, .log = r->log, .backends = r->bs, .timers = r->timers};
-    r->engine = ao_engine_create(&eo);
-    if (ao_engine_recover(r->engine, &st)) ao_fatal("%s", st.msg);
+    if (ao_engine_stack_open(r->cfg, r->dir, sync, 0, &r->s, &st)) ao_fatal("%s", st.msg);
+    r->engine = r->s.engine;
+    r->bs = r->s.backends;
     ao_engine_start(r->engine);
 }
 
 static void rig_close(rig_t *r)
 {
-    ao_engine_stop(r->engine);
-    ao_engine_destroy(r->engine);
-    ao_backends_destroy(r->bs);
-    ao_pool_destroy(r->pool);
-    ao_timers_destroy(r->timers);
-    ao_log_close(r->log);
+    ao_engine_stack_close(&r->s, 1);
     ao_config_free(r->cfg);
     rm_rf(r->dir);
 }

@@ -139,16 +139,22 @@ static const char *enum_name(const ProtobufCEnumDescriptor *d, int v, size_t str
     return ev ? ev->name + strip : "?";
 }
 
+/* Appends wf to a list of workflows (v, n, cap). */
+static void push_wf(ao_wf_t ***v, size_t *n, size_t *cap, ao_wf_t *wf)
+{
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 16;
+        *v = ao_xrealloc(*v, *cap * sizeof **v);
+    }
+    (*v)[(*n)++] = wf;
+}
+
 static void mark_dirty(ao_engine_t *e, ao_wf_t *wf)
 {
     wf_rt_t *r = rt(wf);
     if (r->in_dirty) return;
     r->in_dirty = 1;
-    if (e->n_dirty == e->cap_dirty) {
-        e->cap_dirty = e->cap_dirty ? e->cap_dirty * 2 : 16;
-        e->dirty = ao_xrealloc(e->dirty, e->cap_dirty * sizeof *e->dirty);
-    }
-    e->dirty[e->n_dirty++] = wf;
+    push_wf(&e->dirty, &e->n_dirty, &e->cap_dirty, wf);
 }
 
 /* Emits an event of wf (filling workflow, tenant) and applies it. Events
@@ -1485,11 +1491,7 @@ static void final_due(ao_engine_t *e, ao_wf_t *wf)
     wf_rt_t *r = rt(wf);
     if (r->final_due) return;
     r->final_due = 1;
-    if (e->n_finals == e->cap_finals) {
-        e->cap_finals = e->cap_finals ? e->cap_finals * 2 : 16;
-        e->finals = ao_xrealloc(e->finals, e->cap_finals * sizeof *e->finals);
-    }
-    e->finals[e->n_finals++] = wf;
+    push_wf(&e->finals, &e->n_finals, &e->cap_finals, wf);
 }
 
 static void take_final(ao_engine_t *e, ao_wf_t *wf)
@@ -1669,11 +1671,7 @@ static void step(ao_engine_t *e, ao_wf_t *wf)
         free(l.v);
         if (paused && !rt(wf)->in_deferred) {
             rt(wf)->in_deferred = 1;
-            if (e->n_deferred == e->cap_deferred) {
-                e->cap_deferred = e->cap_deferred ? e->cap_deferred * 2 : 16;
-                e->deferred = ao_xrealloc(e->deferred, e->cap_deferred * sizeof *e->deferred);
-            }
-            e->deferred[e->n_deferred++] = wf;
+            push_wf(&e->deferred, &e->n_deferred, &e->cap_deferred, wf);
         }
         if (paused) return;
     }

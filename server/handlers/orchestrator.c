@@ -67,12 +67,16 @@ static void post(op_t *op, ao_proc_work_fn fn)
     ao_proc_post(ao_engine_proc(op->h->engine), fn, op_drop, op);
 }
 
-static ao_wf_t *find(op_t *op, const char *id)
+/* Finds the caller's workflow into op->wf; 0 when there is none, after
+ * failing the call (op is gone then: it lives in the call's arena, which
+ * an RPC thread may free as soon as the status is sent). */
+static int find(op_t *op, const char *id)
 {
     ao_status_t st;
-    ao_wf_t *wf = ao_engine_find(op->h->engine, id, op->tenant, &st);
-    if (!wf) op_fail(op, &st);
-    return wf;
+    op->wf = ao_engine_find(op->h->engine, id, op->tenant, &st);
+    if (op->wf) return 1;
+    op_fail(op, &st);
+    return 0;
 }
 
 /* ---- Orchestrate and ResumeWorkflow ------------------------------------------ */
@@ -180,7 +184,7 @@ static void resume_now(ao_proc_t *p, void *ud)
     (void)p;
     op_t *op = ud;
     const Agentos__V1__ResumeWorkflowRequest *req = (const void *)op->req;
-    if (!(op->wf = find(op, req->workflow_id))) return;
+    if (!find(op, req->workflow_id)) return;
     ao_status_t st;
     Agentos__V1__Checkpoint *from = NULL;
     if (*req->checkpoint_id) {
@@ -259,10 +263,8 @@ static void get_workflow_work(ao_proc_t *p, void *ud)
 {
     op_t *op = ud;
     const Agentos__V1__GetWorkflowRequest *req = (const void *)op->req;
-    ao_wf_t *wf = find(op, req->workflow_id);
-    if (!wf) return;
+    if (!find(op, req->workflow_id)) return;
     if (!req->at_seq) {
-        op->wf = wf;
         ao_proc_after_commit(p, reply_state, op);
         return;
     }
@@ -416,7 +418,7 @@ static void cancel_work(ao_proc_t *p, void *ud)
 {
     op_t *op = ud;
     const Agentos__V1__CancelWorkflowRequest *req = (const void *)op->req;
-    if (!(op->wf = find(op, req->workflow_id))) return;
+    if (!find(op, req->workflow_id)) return;
     ao_status_t st;
     if (ao_engine_cancel(op->h->engine, op->wf, req->reason, &st)) {
         op_fail(op, &st);
@@ -451,7 +453,7 @@ static void checkpoint_work(ao_proc_t *p, void *ud)
 {
     op_t *op = ud;
     const Agentos__V1__CheckpointRequest *req = (const void *)op->req;
-    if (!(op->wf = find(op, req->workflow_id))) return;
+    if (!find(op, req->workflow_id)) return;
     ao_status_t st;
     if (ao_engine_checkpoint(op->h->engine, op->wf, "manual", req->note, &op->ckpt, &st)) {
         op_fail(op, &st);
@@ -505,7 +507,7 @@ static void list_checkpoints_read(ao_proc_t *p, void *ud)
 {
     op_t *op = ud;
     const Agentos__V1__ListCheckpointsRequest *req = (const void *)op->req;
-    if (!(op->wf = find(op, req->workflow_id))) return;
+    if (!find(op, req->workflow_id)) return;
     Agentos__V1__ListCheckpointsResponse resp = AGENTOS__V1__LIST_CHECKPOINTS_RESPONSE__INIT;
     ckpt_list_t c = {&resp, 0};
     ao_status_t st;
@@ -534,7 +536,7 @@ static void get_checkpoint_read(ao_proc_t *p, void *ud)
 {
     op_t *op = ud;
     const Agentos__V1__GetCheckpointRequest *req = (const void *)op->req;
-    if (!(op->wf = find(op, req->workflow_id))) return;
+    if (!find(op, req->workflow_id)) return;
     unsigned long long seq = 0;
     char tail;
     if (*req->checkpoint_id && sscanf(req->checkpoint_id, "ckpt-%llu%c", &seq, &tail) != 1) {
@@ -599,7 +601,7 @@ static void publish_work(ao_proc_t *p, void *ud)
 {
     op_t *op = ud;
     const Agentos__V1__PublishEventRequest *req = (const void *)op->req;
-    if (!(op->wf = find(op, req->workflow_id))) return;
+    if (!find(op, req->workflow_id)) return;
     ao_status_t st;
     if (ao_engine_publish(op->h->engine, op->wf, req, &op->seq, &st)) {
         op_fail(op, &st);

@@ -19,15 +19,13 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "backends.h"
 #include "config.h"
 #include "engine.h"
+#include "engine_stack.h"
 #include "eventlog.h"
 #include "log.h"
 #include "pbjson.h"
-#include "pool.h"
 #include "testdir.h"
-#include "timer.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -42,10 +40,8 @@
 typedef struct rig {
     char *dir;
     Agentos__V1__ServerConfig *cfg;
+    ao_engine_stack_t s;
     ao_log_t *log;
-    ao_timers_t *timers;
-    ao_pool_t *pool;
-    ao_backends_t *bs;
     ao_engine_t *engine;
 
     pthread_mutex_t lock;
@@ -71,25 +67,15 @@ static void rig_open(rig_t *r, const char *dir)
         fail_msg("%s", st.msg);
     r->cfg = (Agentos__V1__ServerConfig *)m;
     ao_config_defaults(r->cfg);
-    ao_log_options_t lo = {.dir = dir, .sync = 1};
-    if (ao_log_open(&lo, &r->log, &st)) fail_msg("%s", st.msg);
-    r->timers = ao_timers_create();
-    r->pool = ao_pool_create(1);
-    if (ao_backends_create(r->cfg, r->timers, r->pool, &r->bs, &st)) fail_msg("%s", st.msg);
-    ao_engine_options_t eo = {.cfg = r->cfg, .log = r->log, .backends = r->bs, .timers = r->timers};
-    r->engine = ao_engine_create(&eo);
-    if (ao_engine_recover(r->engine, &st)) fail_msg("%s", st.msg);
+    if (ao_engine_stack_open(r->cfg, dir, 1, 1, &r->s, &st)) fail_msg("%s", st.msg);
+    r->log = r->s.log;
+    r->engine = r->s.engine;
     ao_engine_start(r->engine);
 }
 
 static void rig_close(rig_t *r)
 {
-    ao_engine_stop(r->engine);
-    ao_engine_destroy(r->engine);
-    ao_backends_destroy(r->bs);
-    ao_pool_destroy(r->pool);
-    ao_timers_destroy(r->timers);
-    ao_log_close(r->log);
+    ao_engine_stack_close(&r->s, 1);
     ao_config_free(r->cfg);
 }
 
@@ -244,29 +230,8 @@ static _Noreturn void child(const char *dir)
 static void test_restart_takes_a_missing_final_checkpoint(void **state)
 {
     rig_t *r = *state;
-    int fds[2];
-    assert_int_equal(pipe(fds), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        dup2(fds[1], 1);
-        close(fds[0]);
-        close(fds[1]);
-        execl("/proc/self/exe", "test_engine", "--child", r->dir, (char *)NULL);
-        _exit(7);
-    }
-    close(fds[1]);
-    /* Its workflow's id, then end of file when it exits. */
-    char id[64] = {0};
-    size_t have = 0;
-    ssize_t n;
-    while (have < sizeof id - 1 && (n = read(fds[0], id + have, sizeof id - 1 - have)) > 0)
-        have += (size_t)n;
-    close(fds[0]);
-    int status = 0;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFEXITED(status));
-    assert_int_equal(WEXITSTATUS(status), 0);
+    char id[64];
+    assert_int_equal(ao_test_run_self("test_engine", "--child", r->dir, id, sizeof id), 0);
     char *nl = strchr(id, '\n');
     assert_non_null(nl);
     *nl = '\0';

@@ -700,27 +700,9 @@ static void test_events_without_version_corrupt(void **state)
 /* Another process: this binary re-run as `--open DIR` (see main). */
 static int open_in_child(const char *dir, char *out, size_t cap)
 {
-    int fds[2];
-    assert_int_equal(pipe(fds), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        dup2(fds[1], 1);
-        close(fds[0]);
-        execl("/proc/self/exe", "test_eventlog", "--open", dir, (char *)NULL);
-        _exit(127);
-    }
-    close(fds[1]);
-    size_t n = 0;
-    ssize_t r;
-    while (n + 1 < cap && (r = read(fds[0], out + n, cap - 1 - n)) > 0)
-        n += (size_t)r;
-    out[n] = '\0';
-    close(fds[0]);
-    int status;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFEXITED(status));
-    return WEXITSTATUS(status);
+    int status = ao_test_run_self("test_eventlog", "--open", dir, out, cap);
+    assert_true(status >= 0);
+    return status;
 }
 
 static void test_second_open_busy(void **state)

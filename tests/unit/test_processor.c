@@ -1097,26 +1097,18 @@ static void test_snapshot_atomic_across_kill9(void **state)
     f->log = NULL;
     uint64_t acked = 0;
     for (int round = 0; round < 5; round++) {
-        int fds[2];
-        assert_int_equal(pipe(fds), 0);
-        pid_t pid = fork();
-        assert_true(pid >= 0);
-        if (pid == 0) {
-            dup2(fds[1], 1);
-            close(fds[0]);
-            execl("/proc/self/exe", "test_processor", "--crash-child", f->dir, (char *)NULL);
-            _exit(127);
-        }
-        close(fds[1]);
+        int out = -1;
+        pid_t pid = ao_test_spawn_self("test_processor", "--crash-child", f->dir, &out);
+        assert_true(pid > 0);
         /* A varying number of batches per round, then kill -9 whatever
          * it is doing. */
-        uint64_t last = read_reports(fds[0], 3 + round * 4);
+        uint64_t last = read_reports(out, 3 + round * 4);
         assert_true(last > acked);
         acked = last;
         kill(pid, SIGKILL);
         int status;
         assert_int_equal(waitpid(pid, &status, 0), pid);
-        close(fds[0]);
+        close(out);
 
         ao_log_options_t o = {.dir = f->dir, .sync = 1};
         ao_status_t st;
