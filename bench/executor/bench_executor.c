@@ -39,8 +39,6 @@
 typedef struct rig {
     Agentos__V1__ServerConfig *cfg;
     ao_engine_stack_t s;
-    ao_engine_t *engine;
-    ao_backends_t *bs;
     char dir[256];
 } rig_t;
 
@@ -69,9 +67,7 @@ static void rig_open(rig_t *r, const char *base, const char *name, int sync, uns
     r->cfg = (Agentos__V1__ServerConfig *)m;
     ao_config_defaults(r->cfg);
     if (ao_engine_stack_open(r->cfg, r->dir, sync, 0, &r->s, &st)) ao_fatal("%s", st.msg);
-    r->engine = r->s.engine;
-    r->bs = r->s.backends;
-    ao_engine_start(r->engine);
+    ao_engine_start(r->s.engine);
 }
 
 static void rig_close(rig_t *r)
@@ -112,16 +108,16 @@ static void submit_work(ao_proc_t *p, void *ud)
     int dedup;
     ao_status_t st;
     run->t_submit = ao_mono_us();
-    if (ao_engine_submit(run->r->engine, "bench", run->spec, "", &wf, &seq, &dedup, &st))
+    if (ao_engine_submit(run->r->s.engine, "bench", run->spec, "", &wf, &seq, &dedup, &st))
         ao_fatal("%s", st.msg);
-    ao_engine_watch(run->r->engine, wf, on_done, run);
+    ao_engine_watch(run->r->s.engine, wf, on_done, run);
 }
 
 /* Runs a workflow to its end; returns microseconds from submit to the end. */
 static double run_workflow(rig_t *r, Agentos__V1__WorkflowSpec *spec)
 {
     run_t run = {r, spec, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0};
-    ao_proc_post(ao_engine_proc(r->engine), submit_work, NULL, &run);
+    ao_proc_post(ao_engine_proc(r->s.engine), submit_work, NULL, &run);
     pthread_mutex_lock(&run.lock);
     while (!run.done) pthread_cond_wait(&run.cond, &run.lock);
     pthread_mutex_unlock(&run.lock);
@@ -371,7 +367,7 @@ int main(int argc, char **argv)
     resources(&th0, &rss0);
     s = spec_new(inflight);
     run_t run = {&r, s, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0};
-    ao_proc_post(ao_engine_proc(r.engine), submit_work, NULL, &run);
+    ao_proc_post(ao_engine_proc(r.s.engine), submit_work, NULL, &run);
     /* Sample while the calls are in flight. */
     long th_max = 0, rss_max = 0;
     unsigned seen_inflight = 0;
@@ -380,7 +376,7 @@ int main(int argc, char **argv)
         resources(&th, &rss);
         if (th > th_max) th_max = th;
         if (rss > rss_max) rss_max = rss;
-        unsigned f = ao_backends_in_flight(r.bs);
+        unsigned f = ao_backends_in_flight(r.s.backends);
         if (f > seen_inflight) seen_inflight = f;
         pthread_mutex_lock(&run.lock);
         int done = run.done;

@@ -1502,21 +1502,11 @@ static void take_final(ao_engine_t *e, ao_wf_t *wf)
     if (ao_wf_status_terminal(wf->pb->status)) ao_engine_checkpoint(e, wf, "final", "", NULL, NULL);
 }
 
-/* The final checkpoints due before this tick. */
+/* The final checkpoints due before this tick (taking one adds none). */
 static void take_finals(ao_engine_t *e)
 {
-    size_t n = e->n_finals;
-    ao_wf_t **v = e->finals;
-    size_t cap = e->cap_finals;
-    e->finals = NULL;
-    e->n_finals = e->cap_finals = 0;
-    for (size_t k = 0; k < n; k++) take_final(e, v[k]);
-    if (!e->finals) {
-        e->finals = v;
-        e->cap_finals = cap;
-    } else {
-        free(v);
-    }
+    for (size_t k = 0; k < e->n_finals; k++) take_final(e, e->finals[k]);
+    e->n_finals = 0;
 }
 
 static void complete(ao_engine_t *e, ao_wf_t *wf, int status)

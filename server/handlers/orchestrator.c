@@ -36,6 +36,7 @@ typedef struct op {
     int dedup;
     uint64_t seq;
     Agentos__V1__Checkpoint *ckpt;
+    ao_proc_after_fn after; /* post_after_commit's work */
 } op_t;
 
 static op_t *op_new(ao_handlers_t *h, ao_rpc_call_t *call, const ProtobufCMessage *req)
@@ -65,6 +66,22 @@ static void op_drop(void *ud)
 static void post(op_t *op, ao_proc_work_fn fn)
 {
     ao_proc_post(ao_engine_proc(op->h->engine), fn, op_drop, op);
+}
+
+static void after_commit_work(ao_proc_t *p, void *ud)
+{
+    op_t *op = ud;
+    ao_proc_after_commit(p, op->after, op);
+}
+
+/* Runs fn on the processor once what was applied before the call came is
+ * written: the checkpoint reads and a resume, so that a checkpoint taken
+ * before them (a final one is taken in the turn after the result) is in
+ * the log. */
+static void post_after_commit(op_t *op, ao_proc_after_fn fn)
+{
+    op->after = fn;
+    post(op, after_commit_work);
 }
 
 /* Finds the caller's workflow into op->wf; 0 when there is none, after
@@ -222,15 +239,9 @@ static void resume_now(ao_proc_t *p, void *ud)
     reply_or_wait(op, req->wait);
 }
 
-/* After commit, as the checkpoint reads below. */
-static void resume_work(ao_proc_t *p, void *ud)
-{
-    ao_proc_after_commit(p, resume_now, ud);
-}
-
 static void resume(ao_rpc_call_t *call, const ProtobufCMessage *m, void *ud)
 {
-    post(op_new(ud, call, m), resume_work);
+    post_after_commit(op_new(ud, call, m), resume_now);
 }
 
 /* ---- GetWorkflow ------------------------------------------------------------------- */
@@ -500,9 +511,6 @@ static int add_ckpt(void *ud, uint64_t seq, const void *data, size_t len)
     return 0;
 }
 
-/* The checkpoint reads and a resume run after commit: a checkpoint taken
- * before them (a final one is taken in the tick after the result) is
- * then in the log. */
 static void list_checkpoints_read(ao_proc_t *p, void *ud)
 {
     op_t *op = ud;
@@ -522,14 +530,9 @@ static void list_checkpoints_read(ao_proc_t *p, void *ud)
     free(resp.checkpoints);
 }
 
-static void list_checkpoints_work(ao_proc_t *p, void *ud)
-{
-    ao_proc_after_commit(p, list_checkpoints_read, ud);
-}
-
 static void list_checkpoints(ao_rpc_call_t *call, const ProtobufCMessage *m, void *ud)
 {
-    post(op_new(ud, call, m), list_checkpoints_work);
+    post_after_commit(op_new(ud, call, m), list_checkpoints_read);
 }
 
 static void get_checkpoint_read(ao_proc_t *p, void *ud)
@@ -564,14 +567,9 @@ static void get_checkpoint_read(ao_proc_t *p, void *ud)
     ao_pb_free(k);
 }
 
-static void get_checkpoint_work(ao_proc_t *p, void *ud)
-{
-    ao_proc_after_commit(p, get_checkpoint_read, ud);
-}
-
 static void get_checkpoint(ao_rpc_call_t *call, const ProtobufCMessage *m, void *ud)
 {
-    post(op_new(ud, call, m), get_checkpoint_work);
+    post_after_commit(op_new(ud, call, m), get_checkpoint_read);
 }
 
 /* ---- GetAgentHealth, PublishEvent ------------------------------------------------------- */

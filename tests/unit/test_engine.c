@@ -41,8 +41,6 @@ typedef struct rig {
     char *dir;
     Agentos__V1__ServerConfig *cfg;
     ao_engine_stack_t s;
-    ao_log_t *log;
-    ao_engine_t *engine;
 
     pthread_mutex_t lock;
     pthread_cond_t cond;
@@ -68,9 +66,7 @@ static void rig_open(rig_t *r, const char *dir)
     r->cfg = (Agentos__V1__ServerConfig *)m;
     ao_config_defaults(r->cfg);
     if (ao_engine_stack_open(r->cfg, dir, 1, 1, &r->s, &st)) fail_msg("%s", st.msg);
-    r->log = r->s.log;
-    r->engine = r->s.engine;
-    ao_engine_start(r->engine);
+    ao_engine_start(r->s.engine);
 }
 
 static void rig_close(rig_t *r)
@@ -124,8 +120,8 @@ static void on_done(void *ud, ao_wf_t *wf)
 {
     rig_t *r = ud;
     if (r->exit_at_result) _exit(wf->pb->status == AGENTOS__V1__WORKFLOW_STATUS__WORKFLOW_STATUS_SUCCESS ? 0 : 3);
-    r->result_durable = ao_log_last_seq(r->log) >= wf->pb->last_seq;
-    r->final_at_result = final_in_log(r->log, wf->pb->id);
+    r->result_durable = ao_log_last_seq(r->s.log) >= wf->pb->last_seq;
+    r->final_at_result = final_in_log(r->s.log, wf->pb->id);
     signal_rig(r, &r->done);
 }
 
@@ -148,7 +144,7 @@ static void submit_work(ao_proc_t *p, void *ud)
     uint64_t seq;
     int dedup;
     ao_status_t st;
-    if (ao_engine_submit(r->engine, "t", &s, "", &wf, &seq, &dedup, &st)) {
+    if (ao_engine_submit(r->s.engine, "t", &s, "", &wf, &seq, &dedup, &st)) {
         fprintf(stderr, "submit: %s\n", st.msg);
         _exit(4);
     }
@@ -157,14 +153,14 @@ static void submit_work(ao_proc_t *p, void *ud)
         /* The parent learns the id before the child exits. */
         if (write(1, r->wf_id, strlen(r->wf_id)) < 0 || write(1, "\n", 1) < 0) _exit(5);
     }
-    ao_engine_watch(r->engine, wf, on_done, r);
+    ao_engine_watch(r->s.engine, wf, on_done, r);
 }
 
 static void check_after(ao_proc_t *p, void *ud)
 {
     (void)p;
     rig_t *r = ud;
-    r->final_after = final_in_log(r->log, r->wf_id);
+    r->final_after = final_in_log(r->s.log, r->wf_id);
     signal_rig(r, &r->checked);
 }
 
@@ -199,13 +195,13 @@ static void test_result_before_final_checkpoint(void **state)
 {
     rig_t *r = *state;
     rig_open(r, r->dir);
-    ao_proc_post(ao_engine_proc(r->engine), submit_work, NULL, r);
+    ao_proc_post(ao_engine_proc(r->s.engine), submit_work, NULL, r);
     wait_flag(r, &r->done, "result");
     assert_true(r->result_durable);
     /* Let out before its final checkpoint was taken... */
     assert_int_equal(r->final_at_result, 0);
     /* ...which is in the log before any later commit callback runs. */
-    ao_proc_post(ao_engine_proc(r->engine), check_work, NULL, r);
+    ao_proc_post(ao_engine_proc(r->s.engine), check_work, NULL, r);
     wait_flag(r, &r->checked, "check after the result");
     assert_int_equal(r->final_after, 1);
     rig_close(r);
@@ -222,7 +218,7 @@ static _Noreturn void child(const char *dir)
     c.exit_at_result = 1;
     ao_log_configure("warn", "text");
     rig_open(&c, dir);
-    ao_proc_post(ao_engine_proc(c.engine), submit_work, NULL, &c);
+    ao_proc_post(ao_engine_proc(c.s.engine), submit_work, NULL, &c);
     for (;;)
         pause(); /* the watch ends the process */
 }
@@ -247,7 +243,7 @@ static void test_restart_takes_a_missing_final_checkpoint(void **state)
 
     /* The next start takes it in its first turn. */
     rig_open(r, r->dir);
-    ao_proc_post(ao_engine_proc(r->engine), check_work, NULL, r);
+    ao_proc_post(ao_engine_proc(r->s.engine), check_work, NULL, r);
     wait_flag(r, &r->checked, "check after the restart");
     assert_int_equal(r->final_after, 1);
     rig_close(r);
