@@ -157,7 +157,9 @@ static void test_builtin_behaviour(void **state)
     env_t *e = env_new("[{\"name\":\"fin\",\"kind\":\"BACKEND_KIND_BUILTIN\",\"builtin\":{"
                        "\"output\":\"{{agent}} on {{task.id}}: {{input}}\",\"score\":0.7,"
                        "\"promptTokens\":10,\"completionTokens\":5,\"failFirst\":1,"
-                       "\"findings\":[\"risk=high\"]}}]");
+                       "\"findings\":[\"risk=high\"]}},"
+                       "{\"name\":\"plain\",\"kind\":\"BACKEND_KIND_BUILTIN\",\"builtin\":{"
+                       "\"score\":1234.5,\"confidence\":0.333}}]");
     call_t *first = call_new("fin", "w", 1, 1, NULL, 0);
     call_t *second = call_new("fin", "w", 1, 2, NULL, 0);
     assert_int_equal(ao_backends_submit(e->bs, &first->d), 0);
@@ -173,6 +175,8 @@ static void test_builtin_behaviour(void **state)
     assert_int_equal(second->result->n_findings, 1);
     assert_string_equal(second->result->findings[0]->key, "risk");
     assert_true(second->result->score == 0.7);
+    assert_int_equal(second->result->n_decisions, 1);
+    assert_string_equal(second->result->decisions[0], "fin: score 0.70 with confidence 0.90");
     /* Params override the config per task. */
     Agentos__V1__AgentTask__ParamsEntry *ps[] = {param("output", "custom"), param("fail_first", "0"),
                                                  param("score", "0.25")};
@@ -182,7 +186,22 @@ static void test_builtin_behaviour(void **state)
     assert_int_equal(third->cls, 0);
     assert_string_equal(third->output, "custom");
     assert_true(third->result->score == 0.25);
+    assert_string_equal(third->result->decisions[0], "fin: score 0.25 with confidence 0.90");
     for (int i = 0; i < 3; i++) free(ps[i]);
+    /* Without a template: the default output; a score past the usual range. */
+    Agentos__V1__AgentTask__ParamsEntry *neg[] = {param("score", "-2.5")};
+    call_t *fourth = call_new("plain", "w", 5, 1, NULL, 0);
+    call_t *fifth = call_new("plain", "w", 6, 1, neg, 1);
+    ao_backends_submit(e->bs, &fourth->d);
+    ao_backends_submit(e->bs, &fifth->d);
+    call_t *plain[] = {fourth, fifth};
+    wait_done(plain, 2, 10);
+    assert_string_equal(fourth->output, "plain processed t5");
+    assert_string_equal(fourth->result->decisions[0], "plain: score 1234.50 with confidence 0.33");
+    assert_string_equal(fifth->result->decisions[0], "plain: score -2.50 with confidence 0.33");
+    free(neg[0]);
+    call_free(fourth);
+    call_free(fifth);
     /* An unknown agent is refused at submit. */
     call_t *bad = call_new("nobody", "w", 4, 1, NULL, 0);
     assert_int_equal(ao_backends_submit(e->bs, &bad->d), AO_ENOTFOUND);
