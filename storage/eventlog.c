@@ -50,9 +50,10 @@ struct ao_log_batch {
     rocksdb_writebatch_t *wb;
     uint64_t first, last;
     size_t n_events;
-    json_t *group_of; /* workflow id -> index into groups */
+    json_t *group_of; /* workflow id -> index into groups, once there are two */
     wf_group_t *groups;
     size_t n_groups, cap_groups;
+    size_t last_group; /* the group of the last event */
     int indexed; /* the groups' index entries are in wb */
 };
 
@@ -245,6 +246,9 @@ int ao_log_open(const ao_log_options_t *opt, ao_log_t **out, ao_status_t *st)
     rocksdb_options_set_max_total_wal_size(o, 64 << 20);
     rocksdb_options_set_max_open_files(o, 512);
     rocksdb_options_set_keep_log_file_num(o, 4);
+    /* One thread writes (the event processor or its log writer): the
+     * memtables need no concurrent inserts. */
+    rocksdb_options_set_allow_concurrent_memtable_write(o, 0);
 
     const rocksdb_options_t *cf_opts[CF_COUNT];
     for (int i = 0; i < CF_COUNT; i++) cf_opts[i] = o;
@@ -296,6 +300,7 @@ static void clear_groups(ao_log_batch_t *b)
         free(b->groups[i].deltas);
     }
     b->n_groups = 0;
+    b->last_group = 0;
     if (b->group_of) json_object_clear(b->group_of);
     b->indexed = 0;
 }
@@ -331,12 +336,18 @@ static void put_varint(wf_group_t *g, uint64_t v)
     g->deltas[g->n_deltas++] = (unsigned char)v;
 }
 
+/* A batch's events mostly come in runs of one workflow: the last group is
+ * tried before the map, and a batch of one workflow never builds the map. */
 static void group_event(ao_log_batch_t *b, const char *workflow_id, uint64_t seq)
 {
-    if (!b->group_of) b->group_of = json_object();
-    json_t *v = json_object_get(b->group_of, workflow_id);
-    if (v) {
-        wf_group_t *g = &b->groups[json_integer_value(v)];
+    wf_group_t *g = NULL;
+    if (b->n_groups && !strcmp(b->groups[b->last_group].workflow_id, workflow_id)) {
+        g = &b->groups[b->last_group];
+    } else if (b->n_groups > 1) {
+        json_t *v = json_object_get(b->group_of, workflow_id);
+        if (v) g = &b->groups[b->last_group = (size_t)json_integer_value(v)];
+    }
+    if (g) {
         put_varint(g, seq - g->last);
         g->last = seq;
         return;
@@ -345,12 +356,16 @@ static void group_event(ao_log_batch_t *b, const char *workflow_id, uint64_t seq
         b->cap_groups = b->cap_groups ? b->cap_groups * 2 : 8;
         b->groups = ao_xrealloc(b->groups, b->cap_groups * sizeof *b->groups);
     }
-    wf_group_t *g = &b->groups[b->n_groups];
+    if (b->n_groups) {
+        if (!b->group_of) b->group_of = json_object();
+        if (b->n_groups == 1) json_object_set_new(b->group_of, b->groups[0].workflow_id, json_integer(0));
+        json_object_set_new(b->group_of, workflow_id, json_integer((json_int_t)b->n_groups));
+    }
+    g = &b->groups[b->n_groups];
     memset(g, 0, sizeof *g);
     g->workflow_id = ao_xstrdup(workflow_id);
     g->first = g->last = seq;
-    json_object_set_new(b->group_of, workflow_id, json_integer((json_int_t)b->n_groups));
-    b->n_groups++;
+    b->last_group = b->n_groups++;
 }
 
 /* The index entries of the batch's workflows, once. */

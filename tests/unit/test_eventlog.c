@@ -577,6 +577,45 @@ static void test_index_one_entry_per_workflow_per_batch(void **state)
     raw_close(&r);
 }
 
+/* Runs of one workflow and returns to an earlier one, in a batch that is
+ * then cleared and reused: each workflow reads exactly its own events. */
+static void test_index_runs_and_returns(void **state)
+{
+    fx_t *f = *state;
+    ao_log_t *log = open_log(f->dir, 0);
+    const char *first[] = {"a", "a", "b", "b", "b", "c", "a", "a", "c", "b", "a", "a"};
+    const char *second[] = {"c", "c", "d", "c"};
+    ao_log_batch_t *b = ao_log_batch_new(log);
+    char buf[64];
+    ao_status_t st;
+    for (uint64_t s = 1; s <= 12; s++)
+        ao_log_batch_put_event(b, s, first[s - 1], buf, payload(s, buf, sizeof buf));
+    assert_int_equal(ao_log_write(log, b, &st), 0);
+    ao_log_batch_clear(b);
+    for (uint64_t s = 13; s <= 16; s++)
+        ao_log_batch_put_event(b, s, second[s - 13], buf, payload(s, buf, sizeof buf));
+    assert_int_equal(ao_log_write(log, b, &st), 0);
+    ao_log_batch_free(b);
+    struct {
+        const char *wf;
+        uint64_t seqs[8];
+        size_t n;
+    } want[] = {{"a", {1, 2, 7, 8, 11, 12}, 6},
+                {"b", {3, 4, 5, 10}, 4},
+                {"c", {6, 9, 13, 14, 16}, 5},
+                {"d", {15}, 1}};
+    for (size_t k = 0; k < 4; k++) {
+        seen_t s = {0};
+        read_wf(log, want[k].wf, 0, UINT64_MAX, 0, &s);
+        assert_seqs(&s, want[k].seqs, want[k].n);
+    }
+    ao_log_close(log);
+    raw_t r;
+    raw_open(&r, f->dir);
+    assert_int_equal(raw_count(&r, RAW_INDEX), 5); /* a, b, c; then c, d */
+    raw_close(&r);
+}
+
 /* A version 1 database (one index entry per event, empty values) reads the
  * same, and opening it for writing marks it version 2; read-only leaves it. */
 static void test_index_version_1_read_and_upgraded(void **state)
@@ -1092,6 +1131,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_checkpoints, setup, teardown),
         cmocka_unit_test_setup_teardown(test_meta, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_version, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_index_runs_and_returns, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index_one_entry_per_workflow_per_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index_version_1_read_and_upgraded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index_corrupt_entry, setup, teardown),
