@@ -155,6 +155,127 @@ size_t ao_pb_put_field(uint8_t *buf, uint32_t field, const void *data, size_t le
     return n + len;
 }
 
+/* ---- narrowed packing ---------------------------------------------------- */
+
+typedef struct narrowed {
+    ProtobufCMessageDescriptor d;
+    ProtobufCFieldDescriptor *fields;
+    unsigned *by_name;
+    ProtobufCIntRange *ranges;
+} narrowed_t;
+
+struct ao_pb_narrow {
+    const ProtobufCMessageDescriptor *full;
+    size_t case_offset;   /* the oneof's case, in the message */
+    uint32_t max_case;    /* by_case has max_case + 1 entries */
+    narrowed_t **by_case; /* NULL: that case packs through full */
+    narrowed_t *none;     /* no member set */
+    narrowed_t **all;
+    size_t n_all;
+};
+
+/* The descriptor with the fields keep[i] != 0, in their order; its name
+ * index and id ranges made for them, as protoc-c makes them. */
+static narrowed_t *narrow_to(const ProtobufCMessageDescriptor *full, const char *keep)
+{
+    narrowed_t *n = ao_xcalloc(1, sizeof *n);
+    n->d = *full;
+    n->fields = ao_xcalloc(full->n_fields ? full->n_fields : 1, sizeof *n->fields);
+    unsigned k = 0;
+    for (unsigned i = 0; i < full->n_fields; i++)
+        if (keep[i]) n->fields[k++] = full->fields[i];
+    n->by_name = ao_xcalloc(k ? k : 1, sizeof *n->by_name);
+    for (unsigned i = 0; i < k; i++) { /* insertion sort: a few dozen fields */
+        unsigned j = i;
+        while (j && strcmp(n->fields[n->by_name[j - 1]].name, n->fields[i].name) > 0) {
+            n->by_name[j] = n->by_name[j - 1];
+            j--;
+        }
+        n->by_name[j] = i;
+    }
+    n->ranges = ao_xcalloc(k + 1, sizeof *n->ranges);
+    unsigned nr = 0;
+    for (unsigned i = 0; i < k; i++)
+        if (!i || n->fields[i].id != n->fields[i - 1].id + 1)
+            n->ranges[nr++] = (ProtobufCIntRange){(int)n->fields[i].id, (int)i};
+    n->ranges[nr] = (ProtobufCIntRange){0, (int)k};
+    n->d.n_fields = k;
+    n->d.fields = n->fields;
+    n->d.fields_sorted_by_name = n->by_name;
+    n->d.n_field_ranges = nr;
+    n->d.field_ranges = n->ranges;
+    return n;
+}
+
+ao_pb_narrow_t *ao_pb_narrow_create(const ProtobufCMessageDescriptor *d)
+{
+    ao_pb_narrow_t *n = ao_xcalloc(1, sizeof *n);
+    n->full = d;
+    size_t off = 0;
+    int oneofs = 0;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        if (!(f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF)) continue;
+        if (!oneofs || f->quantifier_offset != off) oneofs++;
+        off = f->quantifier_offset;
+        if (f->id > n->max_case) n->max_case = f->id;
+    }
+    if (oneofs != 1 || n->max_case > 4096) return n;
+    n->case_offset = off;
+    n->by_case = ao_xcalloc(n->max_case + 1, sizeof *n->by_case);
+    n->all = ao_xcalloc(d->n_fields + 1, sizeof *n->all);
+    char *keep = ao_xcalloc(d->n_fields ? d->n_fields : 1, 1);
+    for (unsigned i = 0; i < d->n_fields; i++) keep[i] = !(d->fields[i].flags & PROTOBUF_C_FIELD_FLAG_ONEOF);
+    n->none = n->all[n->n_all++] = narrow_to(d, keep);
+    for (unsigned m = 0; m < d->n_fields; m++) {
+        if (!(d->fields[m].flags & PROTOBUF_C_FIELD_FLAG_ONEOF)) continue;
+        keep[m] = 1;
+        n->by_case[d->fields[m].id] = n->all[n->n_all++] = narrow_to(d, keep);
+        keep[m] = 0;
+    }
+    free(keep);
+    return n;
+}
+
+void ao_pb_narrow_destroy(ao_pb_narrow_t *n)
+{
+    if (!n) return;
+    for (size_t i = 0; i < n->n_all; i++) {
+        free(n->all[i]->fields);
+        free(n->all[i]->by_name);
+        free(n->all[i]->ranges);
+        free(n->all[i]);
+    }
+    free(n->all);
+    free(n->by_case);
+    free(n);
+}
+
+static const ProtobufCMessageDescriptor *narrow_pick(const ao_pb_narrow_t *n, const ProtobufCMessage *m)
+{
+    if (m->descriptor != n->full) ao_fatal("ao_pb_narrow: a %s given to the packer of %s", m->descriptor->name, n->full->name);
+    if (!n->by_case) return n->full;
+    uint32_t c = *(const uint32_t *)((const char *)m + n->case_offset);
+    if (!c) return &n->none->d;
+    return c <= n->max_case && n->by_case[c] ? &n->by_case[c]->d : n->full;
+}
+
+size_t ao_pb_narrow_size(const ao_pb_narrow_t *n, ProtobufCMessage *m)
+{
+    m->descriptor = narrow_pick(n, m);
+    size_t len = protobuf_c_message_get_packed_size(m);
+    m->descriptor = n->full;
+    return len;
+}
+
+size_t ao_pb_narrow_pack(const ao_pb_narrow_t *n, ProtobufCMessage *m, uint8_t *out)
+{
+    m->descriptor = narrow_pick(n, m);
+    size_t len = protobuf_c_message_pack(m, out);
+    m->descriptor = n->full;
+    return len;
+}
+
 void ao_pb_free(void *m)
 {
     if (m) protobuf_c_message_free_unpacked(m, NULL);

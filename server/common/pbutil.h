@@ -22,6 +22,24 @@ ProtobufCMessage *ao_pb_clone(const ProtobufCMessage *m);
 size_t ao_pb_field_size(uint32_t field, size_t len);
 size_t ao_pb_put_field(uint8_t *buf, uint32_t field, const void *data, size_t len);
 
+/* Packing a message whose oneof has many members: protobuf-c visits every
+ * field of the descriptor, set or not, in each of its passes (the size,
+ * then the pack, then the size of each submessage again), and the 25
+ * unset payload members of an agentos.v1.Event cost a sixth of packing
+ * one. A narrowed packer keeps, for each member of the message's oneof, a
+ * copy of the descriptor without the oneof's other members: packing through
+ * it writes the same bytes, since the fields keep their order. A message
+ * with no oneof, or with more than one, is packed through its own
+ * descriptor. Built once; read-only after, so any thread may use it. */
+typedef struct ao_pb_narrow ao_pb_narrow_t;
+ao_pb_narrow_t *ao_pb_narrow_create(const ProtobufCMessageDescriptor *d);
+void ao_pb_narrow_destroy(ao_pb_narrow_t *n);
+/* As protobuf_c_message_get_packed_size and protobuf_c_message_pack for m
+ * (a message of n's descriptor). m's descriptor pointer is swapped for the
+ * length of the call: no other thread may read m meanwhile. */
+size_t ao_pb_narrow_size(const ao_pb_narrow_t *n, ProtobufCMessage *m);
+size_t ao_pb_narrow_pack(const ao_pb_narrow_t *n, ProtobufCMessage *m, uint8_t *out);
+
 /* Bytes one value of a field of type t takes in a message struct (an
  * element of a repeated field's array). */
 size_t ao_pb_elem_size(ProtobufCType t);

@@ -20,6 +20,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "mem.h"
+#include "pbutil.h"
 #include "util.h"
 
 #include <pthread.h>
@@ -75,6 +76,7 @@ struct ao_proc {
 
     atomic_uint_fast64_t durable_seq;
     uint64_t next_seq;
+    ao_pb_narrow_t *packer; /* events, without the unset payload members */
     uint64_t batches;
     int more; /* the tick has more to do */
 
@@ -132,6 +134,7 @@ ao_proc_t *ao_proc_create(const ao_proc_options_t *opt)
     p->publish_ud = opt->publish_ud;
     p->tick = opt->tick;
     p->tick_ud = opt->tick_ud;
+    p->packer = ao_pb_narrow_create(&agentos__v1__event__descriptor);
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->cond, NULL);
     pthread_cond_init(&p->wcond, NULL);
@@ -189,9 +192,9 @@ uint64_t ao_proc_emit(ao_proc_t *p, Agentos__V1__Event *ev)
     stage_t *s = &p->cur;
     ev->seq = p->next_seq++;
     if (!ev->time_unix_ms) ev->time_unix_ms = ao_now_ms();
-    size_t len = protobuf_c_message_get_packed_size(&ev->base);
+    size_t len = ao_pb_narrow_size(p->packer, &ev->base);
     grpc_slice bytes = grpc_slice_malloc(len);
-    protobuf_c_message_pack(&ev->base, GRPC_SLICE_START_PTR(bytes));
+    ao_pb_narrow_pack(p->packer, &ev->base, GRPC_SLICE_START_PTR(bytes));
     ao_log_batch_put_event(s->batch, ev->seq, ev->workflow_id, GRPC_SLICE_START_PTR(bytes), len);
     if (s->n_evs == s->cap_evs) {
         s->cap_evs = s->cap_evs ? s->cap_evs * 2 : 256;
@@ -478,6 +481,7 @@ void ao_proc_destroy(ao_proc_t *p)
     }
     stage_fini(&p->cur);
     stage_fini(&p->flight);
+    ao_pb_narrow_destroy(p->packer);
     free(p->waiting.v);
     pthread_mutex_destroy(&p->lock);
     pthread_cond_destroy(&p->cond);

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "agentos/v1/event.pb-c.h"
 #include "agentos/v1/state.pb-c.h"
 #include "pbjson.h"
 #include "pbjson_test.pb-c.h"
@@ -148,6 +149,84 @@ static void test_repeated_helpers(void **state)
     assert_int_equal(m.n_names, 0);
 }
 
+/* The narrowed packer writes exactly what protobuf-c writes through the
+ * full descriptor: for every payload member of an event, for none, with an
+ * unknown field, and for a message without a oneof. */
+static void check_same_bytes(const ao_pb_narrow_t *n, ProtobufCMessage *m)
+{
+    size_t full = protobuf_c_message_get_packed_size(m);
+    uint8_t *a = malloc(full + 1), *b = malloc(full + 1);
+    assert_int_equal(protobuf_c_message_pack(m, a), full);
+    assert_int_equal(ao_pb_narrow_size(n, m), full);
+    assert_int_equal(ao_pb_narrow_pack(n, m, b), full);
+    assert_memory_equal(a, b, full);
+    free(a);
+    free(b);
+}
+
+static void test_narrowed_packing_same_bytes(void **state)
+{
+    (void)state;
+    const ProtobufCMessageDescriptor *d = &agentos__v1__event__descriptor;
+    ao_pb_narrow_t *n = ao_pb_narrow_create(d);
+    Agentos__V1__Event ev = AGENTOS__V1__EVENT__INIT;
+    ev.seq = 300;
+    ev.workflow_id = "wf-1";
+    ev.task_id = "t";
+    ev.type = AGENTOS__V1__EVENT_TYPE__EVENT_TYPE_TASK_SUCCEEDED;
+    ev.confidence = 0.5;
+    ev.tenant = "acme";
+    ev.attempt = 2;
+    check_same_bytes(n, &ev.base); /* no payload */
+    int members = 0;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        if (!(f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF)) continue;
+        members++;
+        assert_int_equal(f->type, PROTOBUF_C_TYPE_MESSAGE);
+        const ProtobufCMessageDescriptor *sd = f->descriptor;
+        ProtobufCMessage *sub = calloc(1, sd->sizeof_message);
+        sd->message_init(sub);
+        for (unsigned k = 0; k < sd->n_fields; k++)
+            if (sd->fields[k].type == PROTOBUF_C_TYPE_STRING && sd->fields[k].label == PROTOBUF_C_LABEL_NONE) {
+                *(const char **)((char *)sub + sd->fields[k].offset) = "value";
+                break;
+            }
+        *(uint32_t *)((char *)&ev + f->quantifier_offset) = f->id;
+        *(ProtobufCMessage **)((char *)&ev + f->offset) = sub;
+        check_same_bytes(n, &ev.base);
+        /* The bytes read back as the event with this payload. */
+        uint8_t buf[512];
+        size_t len = ao_pb_narrow_pack(n, &ev.base, buf);
+        Agentos__V1__Event *back = agentos__v1__event__unpack(NULL, len, buf);
+        assert_non_null(back);
+        assert_int_equal(back->payload_case, f->id);
+        assert_int_equal(back->seq, 300);
+        assert_string_equal(back->tenant, "acme");
+        agentos__v1__event__free_unpacked(back, NULL);
+        *(ProtobufCMessage **)((char *)&ev + f->offset) = NULL;
+        free(sub);
+    }
+    assert_int_equal(members, 25);
+    /* An unknown field goes through as well. */
+    uint8_t raw[] = {0x01, 0x02};
+    ProtobufCMessageUnknownField uf = {900, PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED, sizeof raw, raw};
+    ev.payload_case = AGENTOS__V1__EVENT__PAYLOAD__NOT_SET;
+    ev.base.n_unknown_fields = 1;
+    ev.base.unknown_fields = &uf;
+    check_same_bytes(n, &ev.base);
+    ev.base.n_unknown_fields = 0;
+    ev.base.unknown_fields = NULL;
+    assert_ptr_equal(ev.base.descriptor, d); /* given back after each call */
+    ao_pb_narrow_destroy(n);
+    /* Without a oneof: the message's own descriptor. */
+    ao_pb_narrow_t *u = ao_pb_narrow_create(&agentos__v1__usage__descriptor);
+    Agentos__V1__Usage usage = AGENTOS__V1__USAGE__INIT;
+    usage.total_tokens = 12;
+    check_same_bytes(u, &usage.base);
+    ao_pb_narrow_destroy(u);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -157,6 +236,7 @@ int main(void)
         cmocka_unit_test(test_unknown_fields_are_copied),
         cmocka_unit_test(test_workflow_state_copy),
         cmocka_unit_test(test_repeated_helpers),
+        cmocka_unit_test(test_narrowed_packing_same_bytes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
