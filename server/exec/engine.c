@@ -159,13 +159,14 @@ static void mark_dirty(ao_engine_t *e, ao_wf_t *wf)
 
 /* Emits an event of wf (filling workflow, tenant) and applies it. Events
  * the engine makes always apply: a failure is a bug. */
-static uint64_t emit(ao_engine_t *e, ao_wf_t *wf, Agentos__V1__Event *ev)
+/* take: the state may take ev's parts (ao_wf_apply_taking). */
+static uint64_t emit_event(ao_engine_t *e, ao_wf_t *wf, Agentos__V1__Event *ev, int take)
 {
     ev->workflow_id = wf->pb->id;
     ev->tenant = wf->pb->tenant;
     uint64_t seq = ao_proc_emit(e->proc, ev);
     ao_status_t st;
-    if (ao_wf_apply(wf, ev, &st)) ao_fatal("applying event %llu failed: %s", (unsigned long long)seq, st.msg);
+    if ((take ? ao_wf_apply_taking(wf, ev, &st) : ao_wf_apply(wf, ev, &st))) ao_fatal("applying event %llu failed: %s", (unsigned long long)seq, st.msg);
     if (ev->type == ET(TASK_SUCCEEDED) && ev->task_succeeded && ev->task_succeeded->result &&
         ev->task_succeeded->result->n_findings)
         rt(wf)->any_findings = 1;
@@ -173,6 +174,11 @@ static uint64_t emit(ao_engine_t *e, ao_wf_t *wf, Agentos__V1__Event *ev)
     if (ev->type == ET(TASK_SUCCEEDED)) AO_METRIC_INC(tasks_succeeded);
     mark_dirty(e, wf);
     return seq;
+}
+
+static uint64_t emit(ao_engine_t *e, ao_wf_t *wf, Agentos__V1__Event *ev)
+{
+    return emit_event(e, wf, ev, 0);
 }
 
 #define EVENT(name, t, task_)                                                                      \
@@ -1518,8 +1524,8 @@ static void complete(ao_engine_t *e, ao_wf_t *wf, int status)
     wc.result = res;
     ev.payload_case = PAY(WORKFLOW_COMPLETED);
     ev.workflow_completed = &wc;
-    emit(e, wf, &ev);
-    ao_pb_free(res);
+    emit_event(e, wf, &ev, 1); /* the state keeps the result */
+    ao_pb_free(wc.result);
     final_due(e, wf);
     cancel_timers(e, wf);
     ao_proc_after_commit(e->proc, fire_watches, wf);

@@ -695,7 +695,9 @@ static void stop_with(Agentos__V1__Workflow *pb, int status, const char *reason)
     ao_pb_set_str(&pb->stop_reason, reason);
 }
 
-int ao_wf_apply(ao_wf_t *wf, const Agentos__V1__Event *ev, ao_status_t *st)
+/* take: ev is the caller's to give (see ao_wf_apply_taking); otherwise
+ * it is only read. */
+static int apply_event(ao_wf_t *wf, Agentos__V1__Event *ev, int take, ao_status_t *st)
 {
     Agentos__V1__Workflow *pb = wf->pb;
     if (strcmp(ev->workflow_id, pb->id))
@@ -974,7 +976,12 @@ int ao_wf_apply(ao_wf_t *wf, const Agentos__V1__Event *ev, ao_status_t *st)
     case ET(WORKFLOW_COMPLETED):
         if (ev->workflow_completed && ev->workflow_completed->result) {
             ao_pb_free(pb->result);
-            pb->result = AO_PB_CLONE(Agentos__V1__WorkflowResult, ev->workflow_completed->result);
+            if (take) {
+                pb->result = ev->workflow_completed->result;
+                ev->workflow_completed->result = NULL;
+            } else {
+                pb->result = AO_PB_CLONE(Agentos__V1__WorkflowResult, ev->workflow_completed->result);
+            }
             pb->status = pb->result->status;
         }
         pb->stopping = WS(UNSPECIFIED);
@@ -990,4 +997,14 @@ int ao_wf_apply(ao_wf_t *wf, const Agentos__V1__Event *ev, ao_status_t *st)
     pb->event_count++;
     if (ev->type != ET(CHECKPOINT_SAVED)) pb->events_since_checkpoint++;
     return 0;
+}
+
+int ao_wf_apply(ao_wf_t *wf, const Agentos__V1__Event *ev, ao_status_t *st)
+{
+    return apply_event(wf, (Agentos__V1__Event *)ev, 0, st);
+}
+
+int ao_wf_apply_taking(ao_wf_t *wf, Agentos__V1__Event *ev, ao_status_t *st)
+{
+    return apply_event(wf, ev, 1, st);
 }

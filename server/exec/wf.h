@@ -94,6 +94,10 @@ void ao_wf_free(ao_wf_t *wf);
 /* Applies one event of this workflow. AO_ECORRUPT if the event does not fit
  * the state (unknown task, wrong workflow). */
 int ao_wf_apply(ao_wf_t *wf, const Agentos__V1__Event *ev, ao_status_t *st);
+/* The same, for an event already packed whose parts the caller gives up:
+ * the state takes them rather than copies (WORKFLOW_COMPLETED's result,
+ * which is then NULL in ev). */
+int ao_wf_apply_taking(ao_wf_t *wf, Agentos__V1__Event *ev, ao_status_t *st);
 
 /* Task i's state packed (agentos.v1.TaskState), cached until the task
  * changes; borrowed, valid until the next ao_wf_apply. */

@@ -478,6 +478,42 @@ static void test_role_budget_halt_names_the_role(void **state)
     ao_wf_free(wf);
 }
 
+/* WORKFLOW_COMPLETED applied taking: the state keeps the event's result
+ * itself; applied the usual way, a copy. Both read the same. */
+static void test_completed_result_taken_or_copied(void **state)
+{
+    (void)state;
+    for (int take = 0; take < 2; take++) {
+        ao_wf_t *wf = make(acquisition);
+        Agentos__V1__WorkflowResult *res = malloc(sizeof *res);
+        agentos__v1__workflow_result__init(res);
+        res->status = WS(PARTIAL_SUCCESS);
+        res->confidence = 0.25;
+        Agentos__V1__Event done = AGENTOS__V1__EVENT__INIT;
+        Agentos__V1__WorkflowCompleted wc = AGENTOS__V1__WORKFLOW_COMPLETED__INIT;
+        wc.result = res;
+        done.type = ET(WORKFLOW_COMPLETED);
+        done.payload_case = AGENTOS__V1__EVENT__PAYLOAD_WORKFLOW_COMPLETED;
+        done.workflow_completed = &wc;
+        done.seq = ++seq;
+        done.workflow_id = "wf-1";
+        ao_status_t st;
+        assert_int_equal(take ? ao_wf_apply_taking(wf, &done, &st) : ao_wf_apply(wf, &done, &st), 0);
+        assert_int_equal(wf->pb->status, WS(PARTIAL_SUCCESS));
+        assert_true(wf->pb->result->confidence == 0.25);
+        if (take) {
+            assert_ptr_equal(wf->pb->result, res);
+            assert_null(wc.result);
+        } else {
+            assert_ptr_not_equal(wf->pb->result, res);
+            assert_ptr_equal(wc.result, res);
+            ao_pb_free(res);
+        }
+        check_pack(wf);
+        ao_wf_free(wf);
+    }
+}
+
 static void test_corrupt_events_rejected(void **state)
 {
     (void)state;
@@ -508,6 +544,7 @@ int main(void)
         cmocka_unit_test(test_resume_reruns_what_depends_on_a_rerun),
         cmocka_unit_test(test_budget_event_of_another_task),
         cmocka_unit_test(test_role_budget_halt_names_the_role),
+        cmocka_unit_test(test_completed_result_taken_or_copied),
         cmocka_unit_test(test_corrupt_events_rejected),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
