@@ -192,6 +192,7 @@ int ao_server_create(Agentos__V1__ServerConfig *cfg, ao_server_t **out, ao_statu
         .log = srv->log,
         .backends = srv->backends,
         .timers = srv->timers,
+        .pool = srv->pool,
         .publish = ao_hub_publish,
         .publish_ud = srv->hub,
         .workflow_loaded = hub_learns,

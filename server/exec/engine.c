@@ -16,6 +16,7 @@
 #include "metrics.h"
 #include "mem.h"
 #include "pbutil.h"
+#include "pool.h"
 #include "result.h"
 #include "strategy.h"
 #include "synthesis.h"
@@ -62,6 +63,7 @@ struct ao_engine {
     ao_log_t *log;
     ao_backends_t *backends;
     ao_timers_t *timers;
+    ao_pool_t *pool;
     ao_proc_publish_fn publish;
     void *publish_ud;
     void (*workflow_loaded)(void *ud, const char *id, const char *tenant);
@@ -1935,7 +1937,9 @@ int ao_engine_checkpoint(ao_engine_t *e, ao_wf_t *wf, const char *reason, const 
                              (unsigned long long)seq);
     /* The view still holds: applying CHECKPOINT_SAVED changes counters only.
      * Its completed tasks come from the cache of packed task states: a
-     * finished task is packed once however many checkpoints hold it. */
+     * finished task is packed once however many checkpoints hold it, and
+     * the pool helps pack a large workflow's (the snapshot holds all). */
+    ao_wf_pack_tasks_shared(wf, NULL, ao_wf_ntasks(wf), e->pool);
     size_t len;
     uint8_t *bytes = ao_wf_pack_with_tasks(wf, &v->c.base, "completed_tasks", v->completed,
                                            v->c.n_completed_tasks, &len);
@@ -1961,6 +1965,7 @@ ao_engine_t *ao_engine_create(const ao_engine_options_t *opt)
     e->log = opt->log;
     e->backends = opt->backends;
     e->timers = opt->timers;
+    e->pool = opt->pool;
     e->publish = opt->publish;
     e->publish_ud = opt->publish_ud;
     e->workflow_loaded = opt->workflow_loaded;

@@ -20,6 +20,7 @@
 #include "wf.h"
 
 struct ao_backends;
+struct ao_pool;
 struct ao_timers;
 
 typedef struct ao_engine ao_engine_t;
@@ -29,6 +30,9 @@ typedef struct ao_engine_options {
     ao_log_t *log;
     struct ao_backends *backends;
     struct ao_timers *timers;
+    /* Helps pack the task states of large checkpoints (NULL: the processor
+     * packs alone). */
+    struct ao_pool *pool;
     /* Receives committed batches (the hub), after the engine's own use. */
     ao_proc_publish_fn publish;
     void *publish_ud;

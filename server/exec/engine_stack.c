@@ -18,7 +18,8 @@ int ao_engine_stack_open(const Agentos__V1__ServerConfig *cfg, const char *dir, 
         ao_engine_stack_close(s, 0);
         return rc;
     }
-    ao_engine_options_t eo = {.cfg = cfg, .log = s->log, .backends = s->backends, .timers = s->timers};
+    ao_engine_options_t eo = {
+        .cfg = cfg, .log = s->log, .backends = s->backends, .timers = s->timers, .pool = s->pool};
     s->engine = ao_engine_create(&eo);
     if ((rc = ao_engine_recover(s->engine, st))) {
         ao_engine_stack_close(s, 0);

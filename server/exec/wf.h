@@ -103,6 +103,16 @@ int ao_wf_apply_taking(ao_wf_t *wf, Agentos__V1__Event *ev, ao_status_t *st);
  * changes; borrowed, valid until the next ao_wf_apply. */
 const uint8_t *ao_wf_task_packed(ao_wf_t *wf, uint32_t i, size_t *len);
 
+/* Packs into the cache the states of tasks idx[0..n) (idx NULL: tasks
+ * 0..n) that are not there yet, with pool jobs packing chunks of them
+ * beside the caller, and returns once all are packed: a large final
+ * checkpoint no longer packs every task on the processor alone. Few tasks
+ * (or no pool): nothing; ao_wf_pack_with_tasks packs them inline. The
+ * caller owns wf and changes nothing of it meanwhile; the jobs touch only
+ * the tasks they claim. */
+struct ao_pool;
+void ao_wf_pack_tasks_shared(ao_wf_t *wf, const uint32_t *idx, size_t n, struct ao_pool *pool);
+
 /* m (a message that holds task states in its repeated field `field`)
  * packed with that field's entries taken from the cache: tasks idx[0..n)
  * of wf (idx NULL: tasks 0..n-1), whatever the field holds in m. Returns

@@ -9,8 +9,11 @@
 
 #include "pbjson.h"
 #include "pbutil.h"
+#include "pool.h"
+#include "util.h"
 #include "wf.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -514,6 +517,66 @@ static void test_completed_result_taken_or_copied(void **state)
     }
 }
 
+/* A pool job that holds its worker until released. */
+typedef struct gate {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int open, held;
+} gate_t;
+
+static void hold(void *ud)
+{
+    gate_t *g = ud;
+    pthread_mutex_lock(&g->lock);
+    g->held++;
+    pthread_cond_broadcast(&g->cond);
+    while (!g->open) pthread_cond_wait(&g->cond, &g->lock);
+    pthread_mutex_unlock(&g->lock);
+}
+
+static ao_wf_t *make_wide(size_t n)
+{
+    ao_sb_t sb = {0};
+    ao_sb_puts(&sb, "{\"tasks\":[");
+    for (size_t i = 0; i < n; i++) ao_sb_printf(&sb, "%s{\"id\":\"t%zu\",\"agent\":\"a\"}", i ? "," : "", i);
+    ao_sb_puts(&sb, "]}");
+    char *json = ao_sb_take(&sb);
+    ao_wf_t *wf = make(json);
+    free(json);
+    return wf;
+}
+
+/* The pool helps pack a large workflow's task states; the result is the
+ * state packed from scratch. With every worker busy, the caller packs
+ * them all itself and does not wait for the pool. */
+static void test_tasks_packed_with_the_pool(void **state)
+{
+    (void)state;
+    ao_pool_t *pool = ao_pool_create(2);
+    ao_wf_t *wf = make_wide(1000); /* nothing packed yet */
+    ao_wf_pack_tasks_shared(wf, NULL, ao_wf_ntasks(wf), pool);
+    for (size_t i = 0; i < ao_wf_ntasks(wf); i++) assert_non_null(wf->tasks[i].packed);
+    check_pack(wf);
+    ao_wf_free(wf);
+
+    gate_t g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+    ao_pool_submit(pool, "busy", hold, &g);
+    ao_pool_submit(pool, "busy2", hold, &g);
+    pthread_mutex_lock(&g.lock);
+    while (g.held < 2) pthread_cond_wait(&g.cond, &g.lock);
+    pthread_mutex_unlock(&g.lock);
+    wf = make_wide(500);
+    ao_wf_pack_tasks_shared(wf, NULL, ao_wf_ntasks(wf), pool);
+    for (size_t i = 0; i < ao_wf_ntasks(wf); i++) assert_non_null(wf->tasks[i].packed);
+    check_pack(wf);
+    ao_wf_free(wf); /* before the pool's late jobs run: they touch no task */
+    pthread_mutex_lock(&g.lock);
+    g.open = 1;
+    pthread_cond_broadcast(&g.cond);
+    pthread_mutex_unlock(&g.lock);
+    ao_pool_destroy(pool);
+}
+
 static void test_corrupt_events_rejected(void **state)
 {
     (void)state;
@@ -545,6 +608,7 @@ int main(void)
         cmocka_unit_test(test_budget_event_of_another_task),
         cmocka_unit_test(test_role_budget_halt_names_the_role),
         cmocka_unit_test(test_completed_result_taken_or_copied),
+        cmocka_unit_test(test_tasks_packed_with_the_pool),
         cmocka_unit_test(test_corrupt_events_rejected),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
