@@ -108,8 +108,8 @@ typedef struct attempt {
     ao_engine_t *e;
     ao_wf_t *wf;
     uint32_t task;
-    char *attempt_id;
-    char *agent;
+    const char *attempt_id; /* the request's */
+    const char *agent;      /* the request's */
     Agentos__V1__AgentTask *req;
     int submitted;
     int abandoned;
@@ -476,13 +476,18 @@ static int budget_blocks_new_tasks(const ao_wf_t *wf)
 
 /* ---- attempts -------------------------------------------------------------------- */
 
+static void request_free(Agentos__V1__AgentTask *r)
+{
+    if (!r) return;
+    r->workflow_id = r->tenant = (char *)protobuf_c_empty_string; /* borrowed */
+    ao_pb_free(r);
+}
+
 static void attempt_free(attempt_t *a)
 {
     if (a->submitted) ao_dispatch_fini(&a->d);
     ao_pb_free(a->outcome.result);
-    ao_pb_free(a->req);
-    free(a->attempt_id);
-    free(a->agent);
+    request_free(a->req); /* with the attempt id and agent */
     free(a);
 }
 
@@ -551,20 +556,22 @@ static void copy_map(void *dst_arr, size_t *dst_n, void *const *src, size_t n,
 }
 
 /* Builds the request an agent gets for an attempt. */
-static Agentos__V1__AgentTask *build_request(ao_wf_t *wf, uint32_t i, const char *input,
-                                             const char *attempt_id, uint32_t attempt,
-                                             const char *agent, int64_t deadline,
+/* The request of an attempt. It takes input, attempt_id and agent, and
+ * borrows the workflow's id and tenant, which never change while the
+ * workflow lives (request_free gives them back). */
+static Agentos__V1__AgentTask *build_request(ao_wf_t *wf, uint32_t i, char *input, char *attempt_id,
+                                             uint32_t attempt, char *agent, int64_t deadline,
                                              char **missing, size_t n_missing)
 {
     const Agentos__V1__TaskState *t = wf->tasks[i].st;
     Agentos__V1__AgentTask *r = ao_xmalloc(sizeof *r);
     agentos__v1__agent_task__init(r);
-    ao_pb_set_str(&r->workflow_id, wf->pb->id);
+    r->workflow_id = wf->pb->id;
     ao_pb_set_str(&r->task_id, t->spec->id);
-    ao_pb_set_str(&r->attempt_id, attempt_id);
+    r->attempt_id = attempt_id;
     r->attempt = attempt;
-    ao_pb_set_str(&r->agent, agent);
-    r->input = ao_xstrdup(input);
+    r->agent = agent;
+    r->input = input;
     if (wf->pb->spec)
         copy_map(&r->context, &r->n_context, (void *const *)wf->pb->spec->context,
                  wf->pb->spec->n_context, NULL);
@@ -583,7 +590,7 @@ static Agentos__V1__AgentTask *build_request(ao_wf_t *wf, uint32_t i, const char
     for (size_t k = 0; k < n_missing; k++)
         ao_pb_push_str(&r->missing_dependencies, &r->n_missing_dependencies, missing[k]);
     r->deadline_unix_ms = deadline;
-    ao_pb_set_str(&r->tenant, wf->pb->tenant);
+    r->tenant = wf->pb->tenant;
     if (t->spec->kind == KIND(SYNTHESIS)) {
         const ao_task_t *tt = &wf->tasks[i];
         for (uint32_t k = 0; k < tt->n_deps; k++) {
@@ -720,9 +727,9 @@ static void start_attempt(ao_engine_t *e, ao_wf_t *wf, uint32_t i)
     a->e = e;
     a->wf = wf;
     a->task = i;
-    a->attempt_id = attempt_id;
-    a->agent = agent;
     a->req = build_request(wf, i, input, attempt_id, attempt, agent, now + timeout, missing, n_missing);
+    a->attempt_id = a->req->attempt_id;
+    a->agent = a->req->agent;
     a->d.call.task = a->req;
     a->d.agent = a->agent;
     a->d.fair_key = wf->pb->id;
@@ -741,7 +748,6 @@ static void start_attempt(ao_engine_t *e, ao_wf_t *wf, uint32_t i)
      * the state. */
     ao_proc_after_durable(e->proc, dispatch_after_commit, a);
     free(missing);
-    free(input);
 }
 
 static void retry_timer_fired(void *ud);
