@@ -187,21 +187,44 @@ void ao_proc_post(ao_proc_t *p, ao_proc_work_fn fn, ao_proc_drop_fn drop, void *
     pthread_mutex_unlock(&p->lock);
 }
 
-uint64_t ao_proc_emit(ao_proc_t *p, Agentos__V1__Event *ev)
+static uint64_t stage_event(ao_proc_t *p, Agentos__V1__Event *ev, grpc_slice bytes)
 {
     stage_t *s = &p->cur;
-    ev->seq = p->next_seq++;
-    if (!ev->time_unix_ms) ev->time_unix_ms = ao_now_ms();
-    size_t len = ao_pb_narrow_size(p->packer, &ev->base);
-    grpc_slice bytes = grpc_slice_malloc(len);
-    ao_pb_narrow_pack(p->packer, &ev->base, GRPC_SLICE_START_PTR(bytes));
-    ao_log_batch_put_event(s->batch, ev->seq, ev->workflow_id, GRPC_SLICE_START_PTR(bytes), len);
+    ao_log_batch_put_event(s->batch, ev->seq, ev->workflow_id, GRPC_SLICE_START_PTR(bytes),
+                           GRPC_SLICE_LENGTH(bytes));
     if (s->n_evs == s->cap_evs) {
         s->cap_evs = s->cap_evs ? s->cap_evs * 2 : 256;
         s->evs = ao_xrealloc(s->evs, s->cap_evs * sizeof *s->evs);
     }
     s->evs[s->n_evs++] = ao_evref_take(ev->seq, ev->type, ev->tenant, ev->workflow_id, ev->task_id, bytes);
     return ev->seq;
+}
+
+uint64_t ao_proc_emit(ao_proc_t *p, Agentos__V1__Event *ev)
+{
+    ev->seq = p->next_seq++;
+    if (!ev->time_unix_ms) ev->time_unix_ms = ao_now_ms();
+    size_t len = ao_pb_narrow_size(p->packer, &ev->base);
+    grpc_slice bytes = grpc_slice_malloc(len);
+    ao_pb_narrow_pack(p->packer, &ev->base, GRPC_SLICE_START_PTR(bytes));
+    return stage_event(p, ev, bytes);
+}
+
+uint64_t ao_proc_emit_packed(ao_proc_t *p, Agentos__V1__Event *ev, const void *payload, size_t len)
+{
+    if (ev->base.n_unknown_fields || !ev->payload_case)
+        ao_fatal("ao_proc_emit_packed: an event with unknown fields or no payload");
+    ev->seq = p->next_seq++;
+    if (!ev->time_unix_ms) ev->time_unix_ms = ao_now_ms();
+    uint32_t field = (uint32_t)ev->payload_case;
+    ev->payload_case = AGENTOS__V1__EVENT__PAYLOAD__NOT_SET;
+    size_t head = ao_pb_narrow_size(p->packer, &ev->base);
+    grpc_slice bytes = grpc_slice_malloc(head + ao_pb_field_size(field, len));
+    uint8_t *out = GRPC_SLICE_START_PTR(bytes);
+    ao_pb_narrow_pack(p->packer, &ev->base, out);
+    ev->payload_case = (Agentos__V1__Event__PayloadCase)field;
+    ao_pb_put_field(out + head, field, payload, len);
+    return stage_event(p, ev, bytes);
 }
 
 void ao_proc_put_snapshot(ao_proc_t *p, const char *workflow_id, uint64_t seq, const void *data,

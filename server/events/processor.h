@@ -110,6 +110,13 @@ uint64_t ao_proc_durable_seq(ao_proc_t *p);
  * owns it and frees it); apply it to the state before or after, as the
  * caller's state needs. */
 uint64_t ao_proc_emit(ao_proc_t *p, Agentos__V1__Event *ev);
+/* The same for an event whose payload (the member ev->payload_case names)
+ * was packed elsewhere, as payload[0..len): the envelope is packed without
+ * it and the payload appended, where protobuf-c puts it (its field numbers
+ * follow the envelope's), so the event's bytes are those ao_proc_emit would
+ * write. For a payload packed on the thread that produced it. ev may not
+ * have unknown fields. */
+uint64_t ao_proc_emit_packed(ao_proc_t *p, Agentos__V1__Event *ev, const void *payload, size_t len);
 
 /* Adds a packed workflow snapshot / checkpoint to the current batch
  * (written atomically with its events, or alone when the batch has none,

@@ -94,6 +94,9 @@ struct ao_engine {
     /* Finished workflows whose final checkpoint is due (final_due). */
     ao_wf_t **finals;
     size_t n_finals, cap_finals;
+    /* Finished attempts, freed after the tick (retire). */
+    struct attempt **retired;
+    size_t n_retired, cap_retired;
     int stopping;
 
     atomic_uint inflight;
@@ -117,6 +120,13 @@ typedef struct attempt {
     ao_agent_outcome_t outcome;
     ao_breaker_change_t changes[2];
     size_t n_changes;
+    /* A good reply, checked (check_output) and packed on the thread that
+     * completed the call, for TASK_SUCCEEDED's payload: the processor does
+     * not pack it again. Not for planners, whose plan the processor
+     * changes. */
+    int checked;
+    uint8_t *result_packed;
+    size_t result_len;
 } attempt_t;
 
 /* A pending timer's context: a retry, or a wall-time budget check. */
@@ -161,12 +171,14 @@ static void mark_dirty(ao_engine_t *e, ao_wf_t *wf)
 
 /* Emits an event of wf (filling workflow, tenant) and applies it. Events
  * the engine makes always apply: a failure is a bug. */
-/* take: the state may take ev's parts (ao_wf_apply_taking). */
-static uint64_t emit_event(ao_engine_t *e, ao_wf_t *wf, Agentos__V1__Event *ev, int take)
+/* take: the state may take ev's parts (ao_wf_apply_taking). payload: its
+ * payload packed already (ao_proc_emit_packed), or NULL. */
+static uint64_t emit_event(ao_engine_t *e, ao_wf_t *wf, Agentos__V1__Event *ev, int take,
+                           const uint8_t *payload, size_t len)
 {
     ev->workflow_id = wf->pb->id;
     ev->tenant = wf->pb->tenant;
-    uint64_t seq = ao_proc_emit(e->proc, ev);
+    uint64_t seq = payload ? ao_proc_emit_packed(e->proc, ev, payload, len) : ao_proc_emit(e->proc, ev);
     ao_status_t st;
     if ((take ? ao_wf_apply_taking(wf, ev, &st) : ao_wf_apply(wf, ev, &st))) ao_fatal("applying event %llu failed: %s", (unsigned long long)seq, st.msg);
     if (ev->type == ET(TASK_SUCCEEDED) && ev->task_succeeded && ev->task_succeeded->result &&
@@ -180,7 +192,7 @@ static uint64_t emit_event(ao_engine_t *e, ao_wf_t *wf, Agentos__V1__Event *ev, 
 
 static uint64_t emit(ao_engine_t *e, ao_wf_t *wf, Agentos__V1__Event *ev)
 {
-    return emit_event(e, wf, ev, 0);
+    return emit_event(e, wf, ev, 0, NULL, 0);
 }
 
 #define EVENT(name, t, task_)                                                                      \
@@ -487,8 +499,54 @@ static void attempt_free(attempt_t *a)
 {
     if (a->submitted) ao_dispatch_fini(&a->d);
     ao_pb_free(a->outcome.result);
+    free(a->result_packed);
     request_free(a->req); /* with the attempt id and agent */
     free(a);
+}
+
+/* A finished attempt is freed after the tick, with the tick's others, and
+ * on the pool when there are many: freeing requests and replies was a
+ * fourteenth of the processor's time on a fan-out, and the pool's threads
+ * have time. Nothing refers to a retired attempt. */
+enum { RETIRE_ON_POOL = 32 };
+
+typedef struct retired {
+    attempt_t **v;
+    size_t n;
+} retired_t;
+
+static void retire(ao_engine_t *e, attempt_t *a)
+{
+    if (e->n_retired == e->cap_retired) {
+        e->cap_retired = e->cap_retired ? e->cap_retired * 2 : 64;
+        e->retired = ao_xrealloc(e->retired, e->cap_retired * sizeof *e->retired);
+    }
+    e->retired[e->n_retired++] = a;
+}
+
+static void free_retired(void *ud)
+{
+    retired_t *r = ud;
+    for (size_t k = 0; k < r->n; k++) attempt_free(r->v[k]);
+    free(r->v);
+    free(r);
+}
+
+/* inline: free them here (few, or the engine is going away). */
+static void flush_retired(ao_engine_t *e, int inline_)
+{
+    if (!e->n_retired) return;
+    if (inline_ || !e->pool || e->n_retired < RETIRE_ON_POOL) {
+        for (size_t k = 0; k < e->n_retired; k++) attempt_free(e->retired[k]);
+        e->n_retired = 0;
+        return;
+    }
+    retired_t *r = ao_xmalloc(sizeof *r);
+    r->v = e->retired;
+    r->n = e->n_retired;
+    e->retired = NULL;
+    e->n_retired = e->cap_retired = 0;
+    ao_pool_submit(e->pool, "", free_retired, r);
 }
 
 static void attempt_finished(ao_engine_t *e)
@@ -509,13 +567,25 @@ static void attempt_drop(void *ud)
 
 static void attempt_done_work(ao_proc_t *p, void *ud);
 
-/* Backend thread: keep the outcome, hand the rest to the processor. */
+static const char *check_output(ao_engine_t *e, Agentos__V1__AgentResult *r, char *buf, size_t len);
+
+/* Backend thread: keep the outcome (a good reply checked and packed here,
+ * beside the processor), hand the rest to the processor. */
 static void on_dispatch_done(ao_dispatch_t *d, ao_agent_outcome_t *o,
                              const ao_breaker_change_t *changes, size_t n)
 {
     attempt_t *a = (attempt_t *)d;
     a->outcome = *o;
     o->result = NULL;
+    Agentos__V1__AgentResult *r = a->outcome.result;
+    char why[300];
+    if (r && !a->outcome.error_class && a->req->kind != KIND(PLANNER) &&
+        !check_output(a->e, r, why, sizeof why)) {
+        a->checked = 1;
+        a->result_len = protobuf_c_message_get_packed_size(&r->base);
+        a->result_packed = ao_xmalloc(a->result_len ? a->result_len : 1);
+        protobuf_c_message_pack(&r->base, a->result_packed);
+    }
     a->n_changes = n < 2 ? n : 2;
     memcpy(a->changes, changes, a->n_changes * sizeof *changes);
     ao_proc_post(a->e->proc, attempt_done_work, attempt_drop, a);
@@ -935,7 +1005,7 @@ static void attempt_done_work(ao_proc_t *p, void *ud)
 
     char why[300];
     if (!o->error_class && o->result) {
-        const char *bad = check_output(e, o->result, why, sizeof why);
+        const char *bad = a->checked ? NULL : check_output(e, o->result, why, sizeof why);
         if (!bad && t->spec->kind == KIND(PLANNER)) {
             if (!o->result->plan || !o->result->plan->n_tasks) {
                 bad = "the planner returned no plan";
@@ -1008,9 +1078,24 @@ static void attempt_done_work(ao_proc_t *p, void *ud)
     ts.usage = &usage;
     ev.payload_case = PAY(TASK_SUCCEEDED);
     ev.task_succeeded = &ts;
-    emit(e, wf, &ev);
+    if (a->result_packed) {
+        /* The payload around the reply's bytes: its field 1 first, where
+         * protobuf-c puts it, then the rest. */
+        enum { RESULT_FIELD = 1 };
+        ts.result = NULL;
+        size_t head = ao_pb_field_size(RESULT_FIELD, a->result_len);
+        size_t len = head + protobuf_c_message_get_packed_size(&ts.base);
+        uint8_t *payload = ao_xmalloc(len);
+        ao_pb_put_field(payload, RESULT_FIELD, a->result_packed, a->result_len);
+        protobuf_c_message_pack(&ts.base, payload + head);
+        ts.result = res;
+        emit_event(e, wf, &ev, 0, payload, len);
+        free(payload);
+    } else {
+        emit(e, wf, &ev);
+    }
     check_budgets(e, wf, (int32_t)i);
-    attempt_free(a);
+    retire(e, a);
     attempt_finished(e);
 }
 
@@ -1532,7 +1617,7 @@ static void complete(ao_engine_t *e, ao_wf_t *wf, int status)
     wc.result = res;
     ev.payload_case = PAY(WORKFLOW_COMPLETED);
     ev.workflow_completed = &wc;
-    emit_event(e, wf, &ev, 1); /* the state keeps the result */
+    emit_event(e, wf, &ev, 1, NULL, 0); /* the state keeps the result */
     ao_pb_free(wc.result);
     final_due(e, wf);
     cancel_timers(e, wf);
@@ -1712,6 +1797,7 @@ static int tick(void *ud, ao_proc_t *p)
     /* Those that finished in an earlier tick: their results' batch is
      * closed. */
     take_finals(e);
+    flush_retired(e, 0);
     if (e->stopping) {
         e->n_dirty = 0;
         return 0;
@@ -2243,6 +2329,8 @@ void ao_engine_destroy(ao_engine_t *e)
     free(e->dirty);
     free(e->deferred);
     free(e->paused);
+    flush_retired(e, 1);
+    free(e->retired);
     free(e->finals);
     json_decref(e->wfs);
     json_decref(e->requests);

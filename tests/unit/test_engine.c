@@ -9,6 +9,9 @@
  *   gets the result) leaves a log whose next start takes the missing final
  *   checkpoint.
  *
+ *   the events in the log are the bytes protobuf-c packs for them, also
+ *   a TASK_SUCCEEDED whose reply was packed on the agent's thread.
+ *
  * Engine callbacks run on the processor thread, where cmocka's assertions
  * must not be used: they record what they saw, and the test asserts on it.
  * Every wait is on a condition variable with a deadline.
@@ -53,12 +56,15 @@ typedef struct rig {
     /* Seen by a commit callback after that. */
     int final_after;
     int exit_at_result; /* the child: _exit(0) when the result is let out */
+    size_t n_tasks;     /* 0: 3 tasks on noop; else on noop and flaky in turn */
 } rig_t;
 
-static void rig_open(rig_t *r, const char *dir)
+static const char *const plain_config =
+    "{\"agents\":[{\"name\":\"noop\",\"kind\":\"BACKEND_KIND_BUILTIN\"}],"
+    "\"storage\":{\"durability\":\"DURABILITY_SYNC\"}}";
+
+static void rig_open_with(rig_t *r, const char *dir, const char *json)
 {
-    const char *json = "{\"agents\":[{\"name\":\"noop\",\"kind\":\"BACKEND_KIND_BUILTIN\"}],"
-                       "\"storage\":{\"durability\":\"DURABILITY_SYNC\"}}";
     ProtobufCMessage *m;
     ao_status_t st;
     if (ao_pbjson_decode_text(&agentos__v1__server_config__descriptor, json, strlen(json), &m, &st))
@@ -67,6 +73,11 @@ static void rig_open(rig_t *r, const char *dir)
     ao_config_defaults(r->cfg);
     if (ao_engine_stack_open(r->cfg, dir, 1, 1, &r->s, &st)) fail_msg("%s", st.msg);
     ao_engine_start(r->s.engine);
+}
+
+static void rig_open(rig_t *r, const char *dir)
+{
+    rig_open_with(r, dir, plain_config);
 }
 
 static void rig_close(rig_t *r)
@@ -130,16 +141,19 @@ static void submit_work(ao_proc_t *p, void *ud)
     (void)p;
     rig_t *r = ud;
     Agentos__V1__WorkflowSpec s = AGENTOS__V1__WORKFLOW_SPEC__INIT;
-    Agentos__V1__TaskSpec t[3], *tp[3];
-    const char *ids[] = {"a", "b", "c"};
-    for (int i = 0; i < 3; i++) {
+    enum { MAX_TASKS = 64 };
+    Agentos__V1__TaskSpec t[MAX_TASKS], *tp[MAX_TASKS];
+    char ids[MAX_TASKS][8];
+    size_t n = r->n_tasks ? r->n_tasks : 3;
+    for (size_t i = 0; i < n && i < MAX_TASKS; i++) {
         agentos__v1__task_spec__init(&t[i]);
-        t[i].id = (char *)ids[i];
-        t[i].agent = "noop";
+        snprintf(ids[i], sizeof ids[i], "%c%zu", 'a' + (char)(i % 26), i);
+        t[i].id = ids[i];
+        t[i].agent = r->n_tasks && i % 2 ? "flaky" : "noop";
         tp[i] = &t[i];
     }
     s.tasks = tp;
-    s.n_tasks = 3;
+    s.n_tasks = n < MAX_TASKS ? n : MAX_TASKS;
     ao_wf_t *wf;
     uint64_t seq;
     int dedup;
@@ -207,6 +221,69 @@ static void test_result_before_final_checkpoint(void **state)
     rig_close(r);
 }
 
+typedef struct repack {
+    size_t n, succeeded, differ;
+    uint64_t first_differ;
+} repack_t;
+
+static int repack_event(void *ud, uint64_t seq, const void *data, size_t len)
+{
+    repack_t *c = ud;
+    c->n++;
+    Agentos__V1__Event *ev = agentos__v1__event__unpack(NULL, len, data);
+    if (!ev) {
+        c->differ++;
+        return 0;
+    }
+    size_t l2 = protobuf_c_message_get_packed_size(&ev->base);
+    uint8_t *b = malloc(l2 + 1);
+    protobuf_c_message_pack(&ev->base, b);
+    if (l2 != len || memcmp(b, data, len)) {
+        if (!c->differ++) c->first_differ = seq;
+    }
+    if (ev->payload_case == AGENTOS__V1__EVENT__PAYLOAD_TASK_SUCCEEDED && ev->task_succeeded->result &&
+        *ev->task_succeeded->result->output && ev->task_succeeded->result->n_findings == 1 &&
+        ev->task_succeeded->result->n_decisions == 1 && ev->task_succeeded->usage &&
+        ev->task_succeeded->usage->total_tokens == 15)
+        c->succeeded++;
+    free(b);
+    agentos__v1__event__free_unpacked(ev, NULL);
+    return 0;
+}
+
+/* The log's events are what protobuf-c packs for them: unpacked and packed
+ * again, each gives its own bytes. TASK_SUCCEEDED's reply is packed on the
+ * thread that completed the call (the pool's, or the processor's for the
+ * first call of a batch) and put around the payload's other fields. */
+static void test_events_packed_as_protobuf_c_packs_them(void **state)
+{
+    rig_t *r = *state;
+    r->n_tasks = 40;
+    rig_open_with(r, r->dir,
+                  "{\"agents\":[{\"name\":\"noop\",\"kind\":\"BACKEND_KIND_BUILTIN\",\"builtin\":{"
+                  "\"output\":\"{{agent}} on {{task.id}}: \\u00e9t\\u00e9\",\"score\":0.4,\"confidence\":0.8,"
+                  "\"promptTokens\":10,\"completionTokens\":5,\"findings\":[\"risk=low\"]}},"
+                  "{\"name\":\"flaky\",\"kind\":\"BACKEND_KIND_BUILTIN\",\"breaker\":{\"failureThreshold\":1000},"
+                  "\"builtin\":{\"failFirst\":1,"
+                  "\"promptTokens\":10,\"completionTokens\":5,\"findings\":[\"risk=high\"]}}],"
+                  "\"limits\":{\"defaultMaxAttempts\":2},\"storage\":{\"durability\":\"DURABILITY_SYNC\"}}");
+    ao_proc_post(ao_engine_proc(r->s.engine), submit_work, NULL, r);
+    wait_flag(r, &r->done, "result");
+    rig_close(r);
+    ao_log_t *log;
+    ao_status_t st;
+    ao_log_options_t lo = {.dir = r->dir, .read_only = 1};
+    assert_int_equal(ao_log_open(&lo, &log, &st), 0);
+    repack_t c = {0};
+    assert_int_equal(ao_log_read_range(log, 1, UINT64_MAX, 0, repack_event, &c, &st), 0);
+    ao_log_close(log);
+    if (c.differ) fail_msg("%zu of %zu events differ from protobuf-c's packing, the first at seq %llu", c.differ,
+                           c.n, (unsigned long long)c.first_differ);
+    /* 40 successes (20 after a failed first attempt), each with its reply. */
+    assert_int_equal(c.succeeded, 40);
+    assert_true(c.n > 100);
+}
+
 /* The child (this binary run as `--child DIR`): runs the workflow and
  * exits when its result is let out, before the final checkpoint. */
 static _Noreturn void child(const char *dir)
@@ -255,6 +332,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_result_before_final_checkpoint, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_takes_a_missing_final_checkpoint, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_events_packed_as_protobuf_c_packs_them, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
