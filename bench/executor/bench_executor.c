@@ -202,6 +202,41 @@ static double median(const double *v, int n)
     return n % 2 ? tmp[n / 2] : (tmp[n / 2 - 1] + tmp[n / 2]) / 2;
 }
 
+/* CPU time so far of this process's threads, ms, by role: the event
+ * processor, its log writer, the pool's workers (by thread name). */
+enum { CPU_PROC, CPU_WRITER, CPU_WORKERS, CPU_ROLES };
+
+static void thread_cpu_ms(double out[CPU_ROLES])
+{
+    static const char *const names[CPU_ROLES] = {"ao-processor", "ao-writer", "ao-worker"};
+    memset(out, 0, CPU_ROLES * sizeof *out);
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        if (de->d_name[0] == '.') continue;
+        char path[300], comm[32] = "";
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", de->d_name);
+        FILE *f = fopen(path, "r");
+        if (f) {
+            if (!fgets(comm, sizeof comm, f)) comm[0] = 0;
+            fclose(f);
+        }
+        int role = -1;
+        for (int k = 0; k < CPU_ROLES; k++)
+            if (!strncmp(comm, names[k], strlen(names[k]))) role = k;
+        if (role < 0) continue;
+        /* schedstat's first figure: nanoseconds on a CPU. */
+        snprintf(path, sizeof path, "/proc/self/task/%s/schedstat", de->d_name);
+        unsigned long long ns = 0;
+        if ((f = fopen(path, "r"))) {
+            if (fscanf(f, "%llu", &ns) != 1) ns = 0;
+            fclose(f);
+        }
+        out[role] += (double)ns / 1e6;
+    }
+    if (d) closedir(d);
+}
+
 static void resources(long *threads, long *rss_kb)
 {
     *threads = *rss_kb = 0;
@@ -246,15 +281,23 @@ int main(int argc, char **argv)
     for (int k = 0; k < 2; k++) {
         size_t n = quick ? sizes[k] / 10 : sizes[k];
         Agentos__V1__WorkflowSpec *s = spec_new(n);
-        double us[FAN_ROUNDS];
+        double us[FAN_ROUNDS], cpu[CPU_ROLES][FAN_ROUNDS];
         for (int round = 0; round < fan_rounds; round++) {
             rig_open(&r, base, "fanout", 1, 0);
+            double c0[CPU_ROLES], c1[CPU_ROLES];
+            thread_cpu_ms(c0);
             us[round] = run_workflow(&r, s);
+            thread_cpu_ms(c1);
+            for (int role = 0; role < CPU_ROLES; role++) cpu[role][round] = c1[role] - c0[role];
             rig_close(&r);
         }
         double mid = median(us, fan_rounds);
         fan_us[k] = mid / (double)n;
         printf("%-34s %12zu %12.1f %10.2f\n", "fan-out", n, mid / 1000, fan_us[k]);
+        printf("  CPU a task: event processor %.2f us, log writer %.2f, pool workers %.2f\n",
+               median(cpu[CPU_PROC], fan_rounds) * 1000 / (double)n,
+               median(cpu[CPU_WRITER], fan_rounds) * 1000 / (double)n,
+               median(cpu[CPU_WORKERS], fan_rounds) * 1000 / (double)n);
         protobuf_c_message_free_unpacked(&s->base, NULL);
     }
     if (fan_rounds > 1) printf("  (medians of %d rounds)\n", fan_rounds);
