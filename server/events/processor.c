@@ -200,6 +200,14 @@ static uint64_t stage_event(ao_proc_t *p, Agentos__V1__Event *ev, grpc_slice byt
     return ev->seq;
 }
 
+/* The processor this thread runs, if it is a processor thread. */
+static _Thread_local const ao_proc_t *this_proc;
+
+int ao_proc_on_thread(const ao_proc_t *p)
+{
+    return this_proc == p;
+}
+
 uint64_t ao_proc_emit(ao_proc_t *p, Agentos__V1__Event *ev)
 {
     ev->seq = p->next_seq++;
@@ -426,6 +434,7 @@ static void *proc_main(void *arg)
 {
     ao_proc_t *p = arg;
     pthread_setname_np(pthread_self(), "ao-processor");
+    this_proc = p;
     for (;;) {
         pthread_mutex_lock(&p->lock);
         while (!p->head && !p->stopping && !p->flight_done && !p->more &&

@@ -100,6 +100,9 @@ typedef void (*ao_proc_work_fn)(ao_proc_t *p, void *ud);
 typedef void (*ao_proc_drop_fn)(void *ud);
 void ao_proc_post(ao_proc_t *p, ao_proc_work_fn fn, ao_proc_drop_fn drop, void *ud);
 
+/* Whether the caller is the processor thread. Any thread. */
+int ao_proc_on_thread(const ao_proc_t *p);
+
 /* The highest durable sequence number. Any thread. */
 uint64_t ao_proc_durable_seq(ao_proc_t *p);
 
