@@ -579,7 +579,9 @@ static void on_dispatch_done(ao_dispatch_t *d, ao_agent_outcome_t *o,
     o->result = NULL;
     Agentos__V1__AgentResult *r = a->outcome.result;
     char why[300];
-    if (r && !a->outcome.error_class && a->req->kind != KIND(PLANNER) &&
+    /* On the processor (a call that completed inline), packing apart
+     * would only add work. */
+    if (r && !a->outcome.error_class && a->req->kind != KIND(PLANNER) && !ao_proc_on_thread(a->e->proc) &&
         !check_output(a->e, r, why, sizeof why)) {
         a->checked = 1;
         a->result_len = protobuf_c_message_get_packed_size(&r->base);
@@ -620,12 +622,13 @@ static void copy_map(void *dst_arr, size_t *dst_n, void *const *src, size_t n,
     (void)desc;
     /* Map entries are messages: clone each. */
     ProtobufCMessage ***arr = dst_arr;
-    *arr = ao_xcalloc(n ? n : 1, sizeof **arr);
+    *dst_n = 0;
+    if (!n) return; /* most tasks have no params, most workflows no context */
+    *arr = ao_xcalloc(n, sizeof **arr);
     for (size_t k = 0; k < n; k++) (*arr)[k] = ao_pb_clone(src[k]);
     *dst_n = n;
 }
 
-/* Builds the request an agent gets for an attempt. */
 /* The request of an attempt. It takes input, attempt_id and agent, and
  * borrows the workflow's id and tenant, which never change while the
  * workflow lives (request_free gives them back). */
@@ -2353,17 +2356,71 @@ ao_wf_t *ao_engine_find(ao_engine_t *e, const char *id, const char *tenant, ao_s
     return wf;
 }
 
+struct ao_submission {
+    char *request_id;
+    uint8_t *payload; /* WorkflowSubmitted */
+    size_t len;
+    ao_wf_t *wf;
+};
+
+ao_submission_t *ao_engine_prepare(ao_engine_t *e, const Agentos__V1__WorkflowSpec *spec,
+                                   const char *request_id)
+{
+    ao_submission_t *sub = ao_xcalloc(1, sizeof *sub);
+    sub->request_id = ao_xstrdup(request_id ? request_id : "");
+    /* Roles from the backends' defaults go into the submitted spec (a copy
+     * only when some task takes one). */
+    Agentos__V1__WorkflowSpec *roled = NULL;
+    for (size_t k = 0; k < spec->n_tasks && !roled; k++)
+        if (!spec->tasks[k]->role && default_role(e, spec->tasks[k]))
+            roled = AO_PB_CLONE(Agentos__V1__WorkflowSpec, spec);
+    for (size_t k = 0; roled && k < roled->n_tasks; k++)
+        roled->tasks[k]->role = default_role(e, roled->tasks[k]);
+    if (roled) spec = roled;
+    Agentos__V1__WorkflowSubmitted ws = AGENTOS__V1__WORKFLOW_SUBMITTED__INIT;
+    ws.spec = (Agentos__V1__WorkflowSpec *)spec;
+    ws.request_id = sub->request_id;
+    sub->len = protobuf_c_message_get_packed_size(&ws.base);
+    sub->payload = ao_xmalloc(sub->len ? sub->len : 1);
+    protobuf_c_message_pack(&ws.base, sub->payload);
+    ao_status_t st;
+    if (ao_wf_new(spec, "", sub->request_id, &sub->wf, &st))
+        ao_fatal("a validated workflow could not be built: %s", st.msg);
+    ao_pb_free(roled);
+    return sub;
+}
+
+void ao_submission_free(ao_submission_t *sub)
+{
+    if (!sub) return;
+    ao_wf_free(sub->wf);
+    free(sub->payload);
+    free(sub->request_id);
+    free(sub);
+}
+
 int ao_engine_submit(ao_engine_t *e, const char *tenant, const Agentos__V1__WorkflowSpec *spec,
                      const char *request_id, ao_wf_t **out, uint64_t *seq, int *dedup,
                      ao_status_t *st)
 {
+    return ao_engine_submit_prepared(e, tenant, ao_engine_prepare(e, spec, request_id), out, seq, dedup, st);
+}
+
+int ao_engine_submit_prepared(ao_engine_t *e, const char *tenant, ao_submission_t *sub, ao_wf_t **out,
+                              uint64_t *seq, int *dedup, ao_status_t *st)
+{
     *dedup = 0;
-    if (e->stopping) return ao_status_set(st, AO_EUNAVAIL, "agentosd is shutting down");
-    if (request_id && *request_id) {
+    const char *request_id = sub->request_id;
+    if (e->stopping) {
+        ao_submission_free(sub);
+        return ao_status_set(st, AO_EUNAVAIL, "agentosd is shutting down");
+    }
+    if (*request_id) {
         char *key = request_key(tenant, request_id);
         json_t *v = json_object_get(e->requests, key);
         free(key);
         if (v) {
+            ao_submission_free(sub);
             *out = ao_engine_find(e, json_string_value(v), tenant, st);
             *seq = 0;
             *dedup = 1;
@@ -2374,38 +2431,27 @@ int ao_engine_submit(ao_engine_t *e, const char *tenant, const Agentos__V1__Work
     for (size_t k = 0; k < e->n_order; k++)
         if (!strcmp(e->order[k]->pb->tenant, tenant) && !ao_wf_status_terminal(e->order[k]->pb->status))
             active++;
-    if (active >= e->cfg->limits->max_active_workflows)
+    if (active >= e->cfg->limits->max_active_workflows) {
+        ao_submission_free(sub);
         return ao_status_set(st, AO_ELIMIT,
                              "tenant %s has %u unfinished workflows, the limit "
                              "(limits.max_active_workflows)",
                              tenant, active);
+    }
     char rnd[9];
     ao_random_hex(rnd, 4);
     char *id = ao_xasprintf("wf-%012llx-%s", (unsigned long long)ao_now_ms(), rnd);
-    /* Roles from the backends' defaults go into the submitted spec (a copy
-     * only when some task takes one). */
-    Agentos__V1__WorkflowSpec *roled = NULL;
-    for (size_t k = 0; k < spec->n_tasks && !roled; k++)
-        if (!spec->tasks[k]->role && default_role(e, spec->tasks[k]))
-            roled = AO_PB_CLONE(Agentos__V1__WorkflowSpec, spec);
-    for (size_t k = 0; roled && k < roled->n_tasks; k++)
-        roled->tasks[k]->role = default_role(e, roled->tasks[k]);
-    if (roled) spec = roled;
     Agentos__V1__Event ev = AGENTOS__V1__EVENT__INIT;
     ev.type = ET(WORKFLOW_SUBMITTED);
     ev.workflow_id = id;
     ev.tenant = (char *)tenant;
-    Agentos__V1__WorkflowSubmitted ws = AGENTOS__V1__WORKFLOW_SUBMITTED__INIT;
-    ws.spec = (Agentos__V1__WorkflowSpec *)spec;
-    ws.request_id = (char *)(request_id ? request_id : "");
-    ev.payload_case = PAY(WORKFLOW_SUBMITTED);
-    ev.workflow_submitted = &ws;
-    *seq = ao_proc_emit(e->proc, &ev);
-    ao_wf_t *wf;
-    int rc = ao_wf_create(&ev, &wf, st);
-    ao_pb_free(roled);
+    ev.payload_case = PAY(WORKFLOW_SUBMITTED); /* packed in sub */
+    *seq = ao_proc_emit_packed(e->proc, &ev, sub->payload, sub->len);
+    ao_wf_t *wf = sub->wf;
+    sub->wf = NULL;
+    ao_wf_bind(wf, &ev);
+    ao_submission_free(sub);
     free(id);
-    if (rc) ao_fatal("a validated workflow could not be created: %s", st->msg);
     add_workflow(e, wf);
     /* An empty snapshot as of the event before: recovery finds the workflow
      * and rebuilds it from its WORKFLOW_SUBMITTED, which holds the spec

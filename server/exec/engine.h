@@ -73,6 +73,17 @@ unsigned ao_engine_active(ao_engine_t *e);
 const Agentos__V1__ServerConfig *ao_engine_config(ao_engine_t *e);
 struct ao_backends *ao_engine_backends(ao_engine_t *e);
 
+/* The part of a submission that needs only the spec and the config, done
+ * on the caller's thread so that the processor only gives the workflow its
+ * id and its place in the log: the backends' default roles filled in, the
+ * WORKFLOW_SUBMITTED payload packed, the workflow's state built with its
+ * tasks' specs packed. spec must have passed ao_dag_validate; it is copied,
+ * not kept. Any thread; free with ao_submission_free unless submitted. */
+typedef struct ao_submission ao_submission_t;
+ao_submission_t *ao_engine_prepare(ao_engine_t *e, const Agentos__V1__WorkflowSpec *spec,
+                                   const char *request_id);
+void ao_submission_free(ao_submission_t *s);
+
 /* ---- on the processor thread (P) ------------------------------------ */
 
 /* (P) The workflow, if it exists and belongs to tenant; else NULL with st
@@ -85,6 +96,10 @@ ao_wf_t *ao_engine_find(ao_engine_t *e, const char *id, const char *tenant, ao_s
 int ao_engine_submit(ao_engine_t *e, const char *tenant, const Agentos__V1__WorkflowSpec *spec,
                      const char *request_id, ao_wf_t **wf, uint64_t *seq, int *dedup,
                      ao_status_t *st);
+/* (P) The same for a prepared submission, which it takes (submitted or
+ * not). */
+int ao_engine_submit_prepared(ao_engine_t *e, const char *tenant, ao_submission_t *sub, ao_wf_t **wf,
+                              uint64_t *seq, int *dedup, ao_status_t *st);
 
 /* (P) Requests cancellation (CANCEL_REQUESTED). AO_ESTATE if finished. */
 int ao_engine_cancel(ao_engine_t *e, ao_wf_t *wf, const char *reason, ao_status_t *st);

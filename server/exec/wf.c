@@ -73,16 +73,22 @@ void ao_usage_add(Agentos__V1__Usage **acc, const Agentos__V1__Usage *u)
 /* agentos.v1.TaskState.spec */
 enum { SPEC_FIELD = 1 };
 
+void ao_wf_pack_spec(ao_wf_t *wf, uint32_t i)
+{
+    ao_task_t *t = &wf->tasks[i];
+    Agentos__V1__TaskSpec *spec = t->st->spec;
+    if (!spec || t->spec_packed) return;
+    t->spec_packed_len = protobuf_c_message_get_packed_size(&spec->base);
+    t->spec_packed = ao_xmalloc(t->spec_packed_len ? t->spec_packed_len : 1);
+    protobuf_c_message_pack(&spec->base, t->spec_packed);
+}
+
 const uint8_t *ao_wf_task_packed(ao_wf_t *wf, uint32_t i, size_t *len)
 {
     ao_task_t *t = &wf->tasks[i];
     if (!t->packed) {
         Agentos__V1__TaskSpec *spec = t->st->spec;
-        if (spec && !t->spec_packed) {
-            t->spec_packed_len = protobuf_c_message_get_packed_size(&spec->base);
-            t->spec_packed = ao_xmalloc(t->spec_packed_len ? t->spec_packed_len : 1);
-            protobuf_c_message_pack(&spec->base, t->spec_packed);
-        }
+        ao_wf_pack_spec(wf, i);
         /* The state without its spec, then the spec's bytes as field 1 (a
          * parser takes fields in any order). */
         t->st->spec = NULL;
@@ -419,33 +425,47 @@ static Agentos__V1__TaskState *new_task_state(const Agentos__V1__TaskSpec *spec)
     return t;
 }
 
-int ao_wf_create(const Agentos__V1__Event *ev, ao_wf_t **out, ao_status_t *st)
+int ao_wf_new(const Agentos__V1__WorkflowSpec *spec, const char *id, const char *request_id,
+              ao_wf_t **out, ao_status_t *st)
 {
-    if (ev->type != ET(WORKFLOW_SUBMITTED) || !ev->workflow_submitted ||
-        !ev->workflow_submitted->spec)
-        return ao_status_set(st, AO_EINVAL, "event %llu is not a WORKFLOW_SUBMITTED",
-                             (unsigned long long)ev->seq);
-    const Agentos__V1__WorkflowSpec *spec = ev->workflow_submitted->spec;
     Agentos__V1__Workflow *pb = ao_xmalloc(sizeof *pb);
     agentos__v1__workflow__init(pb);
-    ao_pb_set_str(&pb->id, ev->workflow_id);
-    ao_pb_set_str(&pb->tenant, ev->tenant);
-    ao_pb_set_str(&pb->request_id, ev->workflow_submitted->request_id);
+    ao_pb_set_str(&pb->id, id);
+    ao_pb_set_str(&pb->request_id, request_id);
     /* The spec without its tasks: those live in tasks[].spec. */
     Agentos__V1__WorkflowSpec view = *spec;
     view.tasks = NULL;
     view.n_tasks = 0;
     pb->spec = AO_PB_CLONE(Agentos__V1__WorkflowSpec, &view);
     pb->status = WS(RUNNING);
+    pb->strategy = spec->strategy;
+    pb->tasks = ao_xcalloc(spec->n_tasks ? spec->n_tasks : 1, sizeof *pb->tasks);
+    for (size_t i = 0; i < spec->n_tasks; i++) pb->tasks[pb->n_tasks++] = new_task_state(spec->tasks[i]);
+    return ao_wf_from_snapshot(pb, out, st);
+}
+
+void ao_wf_bind(ao_wf_t *wf, const Agentos__V1__Event *ev)
+{
+    Agentos__V1__Workflow *pb = wf->pb;
+    ao_pb_set_str(&pb->id, ev->workflow_id);
+    ao_pb_set_str(&pb->tenant, ev->tenant);
     pb->created_unix_ms = ev->time_unix_ms;
     pb->started_unix_ms = ev->time_unix_ms;
-    pb->strategy = spec->strategy;
-    pb->tasks = ao_xcalloc(spec->n_tasks, sizeof *pb->tasks);
-    for (size_t i = 0; i < spec->n_tasks; i++) pb->tasks[pb->n_tasks++] = new_task_state(spec->tasks[i]);
     pb->last_seq = ev->seq;
     pb->event_count = 1;
     pb->events_since_checkpoint = 1;
-    return ao_wf_from_snapshot(pb, out, st);
+}
+
+int ao_wf_create(const Agentos__V1__Event *ev, ao_wf_t **out, ao_status_t *st)
+{
+    if (ev->type != ET(WORKFLOW_SUBMITTED) || !ev->workflow_submitted ||
+        !ev->workflow_submitted->spec)
+        return ao_status_set(st, AO_EINVAL, "event %llu is not a WORKFLOW_SUBMITTED",
+                             (unsigned long long)ev->seq);
+    int rc = ao_wf_new(ev->workflow_submitted->spec, ev->workflow_id, ev->workflow_submitted->request_id,
+                       out, st);
+    if (!rc) ao_wf_bind(*out, ev);
+    return rc;
 }
 
 int ao_wf_from_snapshot(Agentos__V1__Workflow *pb, ao_wf_t **out, ao_status_t *st)

@@ -84,6 +84,15 @@ typedef struct ao_wf {
 /* Builds a workflow from its WORKFLOW_SUBMITTED event. AO_EINVAL if the
  * event is not one. The caller owns the result (ao_wf_free). */
 int ao_wf_create(const Agentos__V1__Event *submitted, ao_wf_t **out, ao_status_t *st);
+/* ao_wf_create in two steps, the first on any thread: the workflow of a
+ * spec (copied; id may be "" until bound), then bound to its
+ * WORKFLOW_SUBMITTED event (id, tenant, times, sequence number). */
+int ao_wf_new(const Agentos__V1__WorkflowSpec *spec, const char *id, const char *request_id,
+              ao_wf_t **out, ao_status_t *st);
+void ao_wf_bind(ao_wf_t *wf, const Agentos__V1__Event *submitted);
+/* Task i's spec, packed: the cache that task states are packed around
+ * (see ao_wf_task_packed), filled ahead. wf not yet shared. */
+void ao_wf_pack_spec(ao_wf_t *wf, uint32_t i);
 
 /* Builds a workflow from a snapshot (takes ownership of pb). AO_ECORRUPT if
  * its tasks are inconsistent. */

@@ -37,6 +37,7 @@ typedef struct op {
     uint64_t seq;
     Agentos__V1__Checkpoint *ckpt;
     ao_proc_after_fn after; /* post_after_commit's work */
+    ao_submission_t *sub;   /* Orchestrate: prepared on the RPC thread */
 } op_t;
 
 static op_t *op_new(ao_handlers_t *h, ao_rpc_call_t *call, const ProtobufCMessage *req)
@@ -167,12 +168,20 @@ static void orchestrate_work(ao_proc_t *p, void *ud)
     op_t *op = ud;
     const Agentos__V1__OrchestrateRequest *req = (const void *)op->req;
     ao_status_t st;
-    if (ao_engine_submit(op->h->engine, op->tenant, req->workflow, req->request_id, &op->wf,
-                         &op->seq, &op->dedup, &st)) {
+    ao_submission_t *sub = op->sub;
+    op->sub = NULL;
+    if (ao_engine_submit_prepared(op->h->engine, op->tenant, sub, &op->wf, &op->seq, &op->dedup, &st)) {
         op_fail(op, &st);
         return;
     }
     reply_or_wait(op, req->wait);
+}
+
+static void orchestrate_drop(void *ud)
+{
+    op_t *op = ud;
+    ao_submission_free(op->sub);
+    op_drop(op);
 }
 
 static void orchestrate(ao_rpc_call_t *call, const ProtobufCMessage *m, void *ud)
@@ -193,7 +202,10 @@ static void orchestrate(ao_rpc_call_t *call, const ProtobufCMessage *m, void *ud
         ao_rpc_fail_status(call, &st);
         return;
     }
-    post(op_new(h, call, m), orchestrate_work);
+    /* What needs only the spec, here, beside the processor. */
+    op_t *op = op_new(h, call, m);
+    op->sub = ao_engine_prepare(h->engine, req->workflow, req->request_id);
+    ao_proc_post(ao_engine_proc(h->engine), orchestrate_work, orchestrate_drop, op);
 }
 
 static void resume_now(ao_proc_t *p, void *ud)

@@ -284,6 +284,56 @@ static void test_events_packed_as_protobuf_c_packs_them(void **state)
     assert_true(c.n > 100);
 }
 
+/* Prepared submissions: two with one request_id give one workflow (the
+ * second, a duplicate, is freed by the submit), and one never submitted is
+ * freed by its owner. ASan checks that nothing leaks. */
+typedef struct dedup_run {
+    rig_t *r;
+    ao_submission_t *first, *second;
+    char first_id[64], second_id[64];
+    int dedup1, dedup2, rc1, rc2;
+    int done;
+} dedup_run_t;
+
+static void dedup_work(ao_proc_t *p, void *ud)
+{
+    (void)p;
+    dedup_run_t *d = ud;
+    ao_wf_t *wf;
+    uint64_t seq;
+    ao_status_t st;
+    d->rc1 = ao_engine_submit_prepared(d->r->s.engine, "t", d->first, &wf, &seq, &d->dedup1, &st);
+    if (!d->rc1) snprintf(d->first_id, sizeof d->first_id, "%s", wf->pb->id);
+    d->rc2 = ao_engine_submit_prepared(d->r->s.engine, "t", d->second, &wf, &seq, &d->dedup2, &st);
+    if (!d->rc2) snprintf(d->second_id, sizeof d->second_id, "%s", wf->pb->id);
+    signal_rig(d->r, &d->done);
+}
+
+static void test_prepared_submissions(void **state)
+{
+    rig_t *r = *state;
+    rig_open(r, r->dir);
+    Agentos__V1__WorkflowSpec s = AGENTOS__V1__WORKFLOW_SPEC__INIT;
+    Agentos__V1__TaskSpec t = AGENTOS__V1__TASK_SPEC__INIT, *tp = &t;
+    t.id = "only";
+    t.agent = "noop";
+    s.tasks = &tp;
+    s.n_tasks = 1;
+    dedup_run_t d = {r, NULL, NULL, "", "", 0, 0, 0, 0, 0};
+    d.first = ao_engine_prepare(r->s.engine, &s, "req-1");
+    d.second = ao_engine_prepare(r->s.engine, &s, "req-1");
+    ao_submission_free(ao_engine_prepare(r->s.engine, &s, "req-2")); /* never submitted */
+    ao_proc_post(ao_engine_proc(r->s.engine), dedup_work, NULL, &d);
+    wait_flag(r, &d.done, "the two submissions");
+    assert_int_equal(d.rc1, 0);
+    assert_int_equal(d.rc2, 0);
+    assert_int_equal(d.dedup1, 0);
+    assert_int_equal(d.dedup2, 1);
+    assert_string_equal(d.first_id, d.second_id);
+    assert_int_equal(strncmp(d.first_id, "wf-", 3), 0);
+    rig_close(r);
+}
+
 /* The child (this binary run as `--child DIR`): runs the workflow and
  * exits when its result is let out, before the final checkpoint. */
 static _Noreturn void child(const char *dir)
@@ -333,6 +383,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_result_before_final_checkpoint, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_takes_a_missing_final_checkpoint, setup, teardown),
         cmocka_unit_test_setup_teardown(test_events_packed_as_protobuf_c_packs_them, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prepared_submissions, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
