@@ -414,6 +414,7 @@ int main(int argc, char **argv)
     resources(&th0, &rss0);
     s = spec_new(inflight);
     run_t run = {&r, s, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, NULL};
+    run.t_submit = ao_mono_us();
     run.sub = ao_engine_prepare(r.s.engine, s, "");
     ao_proc_post(ao_engine_proc(r.s.engine), submit_work, NULL, &run);
     /* Sample while the calls are in flight. */
