@@ -73,7 +73,8 @@ void ao_usage_add(Agentos__V1__Usage **acc, const Agentos__V1__Usage *u)
 /* agentos.v1.TaskState.spec */
 enum { SPEC_FIELD = 1 };
 
-void ao_wf_pack_spec(ao_wf_t *wf, uint32_t i)
+/* Task i's spec packed, once: specs do not change while the index lives. */
+static void pack_spec(ao_wf_t *wf, uint32_t i)
 {
     ao_task_t *t = &wf->tasks[i];
     Agentos__V1__TaskSpec *spec = t->st->spec;
@@ -88,7 +89,7 @@ const uint8_t *ao_wf_task_packed(ao_wf_t *wf, uint32_t i, size_t *len)
     ao_task_t *t = &wf->tasks[i];
     if (!t->packed) {
         Agentos__V1__TaskSpec *spec = t->st->spec;
-        ao_wf_pack_spec(wf, i);
+        pack_spec(wf, i);
         /* The state without its spec, then the spec's bytes as field 1 (a
          * parser takes fields in any order). */
         t->st->spec = NULL;

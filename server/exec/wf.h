@@ -90,9 +90,6 @@ int ao_wf_create(const Agentos__V1__Event *submitted, ao_wf_t **out, ao_status_t
 int ao_wf_new(const Agentos__V1__WorkflowSpec *spec, const char *id, const char *request_id,
               ao_wf_t **out, ao_status_t *st);
 void ao_wf_bind(ao_wf_t *wf, const Agentos__V1__Event *submitted);
-/* Task i's spec, packed: the cache that task states are packed around
- * (see ao_wf_task_packed), filled ahead. wf not yet shared. */
-void ao_wf_pack_spec(ao_wf_t *wf, uint32_t i);
 
 /* Builds a workflow from a snapshot (takes ownership of pb). AO_ECORRUPT if
  * its tasks are inconsistent. */
