@@ -219,6 +219,14 @@ int ao_config_validate(const Agentos__V1__ServerConfig *cfg, ao_status_t *st)
         return ao_status_set(st, AO_EINVAL, "storage.durability: unknown value");
     if (cfg->limits && cfg->limits->max_message_bytes > 1024u * 1024u * 1024u)
         return ao_status_set(st, AO_EINVAL, "limits.max_message_bytes: at most 1 GiB");
+    /* Threads are started at once: a mistyped count must not exhaust the
+     * machine before the server serves. */
+    if (cfg->rpc_threads > AO_CONFIG_MAX_THREADS)
+        return ao_status_set(st, AO_EINVAL, "rpc_threads: %u is over the limit of %u", cfg->rpc_threads,
+                             AO_CONFIG_MAX_THREADS);
+    if (cfg->executor && cfg->executor->worker_threads > AO_CONFIG_MAX_THREADS)
+        return ao_status_set(st, AO_EINVAL, "executor.worker_threads: %u is over the limit of %u",
+                             cfg->executor->worker_threads, AO_CONFIG_MAX_THREADS);
     return 0;
 }
 

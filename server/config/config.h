@@ -26,9 +26,13 @@ int ao_config_load(const char *path, Agentos__V1__ServerConfig **out, ao_status_
 /* Fills unset fields with their defaults. */
 void ao_config_defaults(Agentos__V1__ServerConfig *cfg);
 
+/* Most RPC or worker threads a config may ask for. */
+#define AO_CONFIG_MAX_THREADS 1024u
+
 /* Checks the config: addresses (non-loopback needs TLS unless insecure),
  * TLS files given in pairs, token digests, agent backends (unique valid
- * names, a kind, a URL where one is needed). Errors name the field. */
+ * names, a kind, a URL where one is needed), thread counts (at most
+ * AO_CONFIG_MAX_THREADS). Errors name the field. */
 int ao_config_validate(const Agentos__V1__ServerConfig *cfg, ao_status_t *st);
 
 /* Whether a listening address is loopback-only (127/8, ::1, localhost,

@@ -100,6 +100,10 @@ static void test_validation_names_the_field(void **state)
     from_args(AO_EINVAL, "unexpected argument", NULL, "stray", NULL);
     from_args(AO_EINVAL, "unknown option", NULL, "--nope", NULL);
     from_args(AO_EINVAL, "--rpc-threads: expected a number", NULL, "--rpc-threads", "many", NULL);
+    from_args(AO_EINVAL, "rpc_threads: 100000 is over the limit of 1024", NULL, "--rpc-threads", "100000", NULL);
+    from_args(AO_EINVAL, "executor.worker_threads: 5000 is over the limit of 1024", NULL, "--worker-threads", "5000",
+              NULL);
+    ao_config_free(from_args(0, NULL, NULL, "--rpc-threads", "1024", "--worker-threads", "1024", NULL));
     /* TLS, tokens and non-loopback together are fine. */
     Agentos__V1__ServerConfig *c = from_args(
         0, NULL, "{\"tokens\":[{\"tenant\":\"t\",\"tokenSha256\":\"00\"}]}", "--listen", "0.0.0.0:7", "--tls-cert",
