@@ -114,15 +114,20 @@ Agentos__V1__WorkflowResult *ao_result_build(const ao_wf_t *wf, int status)
     const Agentos__V1__TaskState *synth = NULL;
     ao_synth_in_t *in = ao_xcalloc(n ? n : 1, sizeof *in);
     size_t nin = 0;
+    /* Sized once: a fan-out's result has an entry per task. */
+    if (nd) {
+        r->completed_tasks = ao_xmalloc(nd * sizeof *r->completed_tasks);
+        r->results = ao_xmalloc(nd * sizeof *r->results);
+    }
     for (size_t i = 0; i < nd; i++) {
         const Agentos__V1__TaskState *t = done[i];
-        ao_pb_push_str(&r->completed_tasks, &r->n_completed_tasks, t->spec->id);
+        r->completed_tasks[r->n_completed_tasks++] = ao_xstrdup(t->spec->id);
         if (calls_agent(t) && !json_object_get(agents, t->agent)) {
             json_object_set_new(agents, t->agent, json_true());
             ao_pb_push_str(&r->completed_agents, &r->n_completed_agents, t->agent);
         }
         if (t->spec->kind == KIND(SYNC)) continue;
-        Agentos__V1__TaskOutput **o = ao_pb_push(&r->results, &r->n_results, sizeof *o);
+        Agentos__V1__TaskOutput **o = &r->results[r->n_results++];
         *o = ao_xmalloc(sizeof **o);
         agentos__v1__task_output__init(*o);
         ao_pb_set_str(&(*o)->task_id, t->spec->id);

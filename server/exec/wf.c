@@ -852,7 +852,8 @@ static int apply_event(ao_wf_t *wf, Agentos__V1__Event *ev, int take, ao_status_
         t->attempts = ev->attempt ? ev->attempt : t->attempts + 1;
         ao_pb_set_str(&t->attempt_id, ev->attempt_id);
         if (ev->task_started) {
-            if (*ev->task_started->agent) ao_pb_set_str(&t->agent, ev->task_started->agent);
+            if (*ev->task_started->agent && strcmp(t->agent, ev->task_started->agent))
+                ao_pb_set_str(&t->agent, ev->task_started->agent);
             ao_pb_free_strs(&t->missing_dependencies, &t->n_missing_dependencies);
             for (size_t k = 0; k < ev->task_started->n_missing_dependencies; k++)
                 ao_pb_push_str(&t->missing_dependencies, &t->n_missing_dependencies,
