@@ -216,9 +216,13 @@ static int take_deferred(ao_dispatch_t *d)
     return 1;
 }
 
+/* done may free d: the outcome is taken first, and freed after. */
 static void deliver(ao_dispatch_t *d)
 {
-    d->done(d, &d->deferred_outcome, d->changes, d->n_changes);
+    ao_agent_outcome_t *o = d->deferred_outcome;
+    d->deferred_outcome = NULL;
+    d->done(d, o, d->changes, d->n_changes); /* which owns o->result */
+    free(o);
 }
 
 /* Finishes a dispatch once, then lets go of d->lock (held by the caller)
@@ -240,7 +244,8 @@ static void finish_and_unlock(ao_dispatch_t *d, ao_agent_outcome_t *o, int start
         }
     }
     account(d->b, d, o, started);
-    d->deferred_outcome = *o; /* ownership of o->result moves with it */
+    d->deferred_outcome = ao_xmalloc(sizeof *o);
+    *d->deferred_outcome = *o; /* ownership of o->result moves with it */
     d->deferred = 1;
     int fire = take_deferred(d);
     pthread_mutex_unlock(&d->lock);
@@ -392,6 +397,7 @@ int ao_backends_submit(ao_backends_t *bs, ao_dispatch_t *d)
     d->in_backend = 0;
     d->timer_owes = 0;
     d->deferred = 0;
+    d->deferred_outcome = NULL;
     if (!d->timeout_ms) d->timeout_ms = b->cfg->default_timeout_ms;
 
     pthread_mutex_lock(&b->lock);
@@ -417,6 +423,11 @@ int ao_backends_submit(ao_backends_t *bs, ao_dispatch_t *d)
 
 void ao_dispatch_fini(ao_dispatch_t *d)
 {
+    if (d->deferred_outcome) { /* never delivered */
+        ao_pb_free(d->deferred_outcome->result);
+        free(d->deferred_outcome);
+        d->deferred_outcome = NULL;
+    }
     pthread_mutex_destroy(&d->lock);
 }
 

@@ -62,11 +62,12 @@ struct ao_dispatch {
      * can touch it: not while the layer is inside the backend's start or
      * cancel (in_backend), and not while the timeout callback has fired
      * but not yet taken the lock (timer_owes). Until then the outcome
-     * waits in deferred_outcome. */
+     * waits in deferred_outcome (allocated apart: a dispatch is embedded
+     * in its caller's per-attempt struct, which stays small). */
     int in_backend;
     int timer_owes;
     int deferred;
-    ao_agent_outcome_t deferred_outcome;
+    ao_agent_outcome_t *deferred_outcome;
 };
 
 int ao_backends_create(const Agentos__V1__ServerConfig *cfg, struct ao_timers *timers,

@@ -2,8 +2,10 @@
  * The engine. See engine.h.
  *
  * Threads: everything here runs on the processor thread, except the
- * backend completion callback (which only copies the outcome and posts it
- * back), timer callbacks (which only post), create/recover/start/stop/
+ * backend completion callback (which keeps the outcome, checks and packs a
+ * good reply, and posts it back), timer callbacks (which only post),
+ * ao_engine_prepare (the submitter's thread: it reads only the config),
+ * the pool jobs that free retired attempts, create/recover/start/stop/
  * destroy (main thread, before the processor runs or after it stopped), and
  * ao_engine_state_at (any thread, reading the log).
  */
@@ -117,7 +119,7 @@ typedef struct attempt {
     int submitted;
     int abandoned;
     int64_t start_us;
-    ao_agent_outcome_t outcome;
+    ao_agent_outcome_t *outcome; /* set when the call ends (apart: attempts stay small) */
     ao_breaker_change_t changes[2];
     size_t n_changes;
     /* A good reply, checked (check_output) and packed on the thread that
@@ -498,7 +500,10 @@ static void request_free(Agentos__V1__AgentTask *r)
 static void attempt_free(attempt_t *a)
 {
     if (a->submitted) ao_dispatch_fini(&a->d);
-    ao_pb_free(a->outcome.result);
+    if (a->outcome) {
+        ao_pb_free(a->outcome->result);
+        free(a->outcome);
+    }
     free(a->result_packed);
     request_free(a->req); /* with the attempt id and agent */
     free(a);
@@ -575,13 +580,14 @@ static void on_dispatch_done(ao_dispatch_t *d, ao_agent_outcome_t *o,
                              const ao_breaker_change_t *changes, size_t n)
 {
     attempt_t *a = (attempt_t *)d;
-    a->outcome = *o;
+    a->outcome = ao_xmalloc(sizeof *a->outcome);
+    *a->outcome = *o;
     o->result = NULL;
-    Agentos__V1__AgentResult *r = a->outcome.result;
+    Agentos__V1__AgentResult *r = a->outcome->result;
     char why[300];
     /* On the processor (a call that completed inline), packing apart
      * would only add work. */
-    if (r && !a->outcome.error_class && a->req->kind != KIND(PLANNER) && !ao_proc_on_thread(a->e->proc) &&
+    if (r && !a->outcome->error_class && a->req->kind != KIND(PLANNER) && !ao_proc_on_thread(a->e->proc) &&
         !check_output(a->e, r, why, sizeof why)) {
         a->checked = 1;
         a->result_len = protobuf_c_message_get_packed_size(&r->base);
@@ -864,7 +870,7 @@ static void attempt_failed(ao_engine_t *e, ao_wf_t *wf, uint32_t i, attempt_t *a
 {
     ao_task_t *tt = &wf->tasks[i];
     Agentos__V1__TaskState *t = tt->st;
-    ao_agent_outcome_t *o = &a->outcome;
+    ao_agent_outcome_t *o = a->outcome;
     int cls = o->error_class ? o->error_class : EC(INTERNAL);
     uint32_t on_agent = t->fell_back ? t->attempts - t->primary_attempts : t->attempts;
     int64_t now = ao_now_ms();
@@ -987,7 +993,7 @@ static void attempt_done_work(ao_proc_t *p, void *ud)
     }
     tt->inflight = NULL;
     Agentos__V1__TaskState *t = tt->st;
-    ao_agent_outcome_t *o = &a->outcome;
+    ao_agent_outcome_t *o = a->outcome;
     emit_breaker_changes(e, wf, t, a->agent, a->changes, a->n_changes);
 
     Agentos__V1__Usage usage = AGENTOS__V1__USAGE__INIT;
