@@ -190,8 +190,6 @@ void ao_proc_post(ao_proc_t *p, ao_proc_work_fn fn, ao_proc_drop_fn drop, void *
 static uint64_t stage_event(ao_proc_t *p, Agentos__V1__Event *ev, grpc_slice bytes)
 {
     stage_t *s = &p->cur;
-    ao_log_batch_put_event(s->batch, ev->seq, ev->workflow_id, GRPC_SLICE_START_PTR(bytes),
-                           GRPC_SLICE_LENGTH(bytes));
     if (s->n_evs == s->cap_evs) {
         s->cap_evs = s->cap_evs ? s->cap_evs * 2 : 256;
         s->evs = ao_xrealloc(s->evs, s->cap_evs * sizeof *s->evs);
@@ -261,13 +259,20 @@ void ao_proc_after_durable(ao_proc_t *p, ao_proc_after_fn fn, void *ud)
 
 /* ---- writing ------------------------------------------------------------------ */
 
-/* Writes a stage's batch (processor or writer thread). A failed write is
- * fatal: recovery starts from what is durable. */
+/* Writes a stage's batch (processor or writer thread). Its events go into
+ * the batch here, so that a pipelined stage's copying and indexing is the
+ * writer's work, not the processor's (puts went in when they were made).
+ * A failed write is fatal: recovery starts from what is durable. */
 static void write_stage(ao_proc_t *p, stage_t *s)
 {
     ao_status_t st;
     ao_status_clear(&st);
     int64_t t0 = ao_mono_us();
+    for (size_t i = 0; i < s->n_evs; i++) {
+        const ao_evref_t *e = s->evs[i];
+        ao_log_batch_put_event(s->batch, e->seq, e->workflow_id, GRPC_SLICE_START_PTR(e->bytes),
+                               GRPC_SLICE_LENGTH(e->bytes));
+    }
     if (ao_log_write(p->log, s->batch, &st))
         ao_fatal("the event log write failed, stopping to recover from what is durable: %s", st.msg);
     AO_METRIC_ADD(commit_micros, (uint64_t)(ao_mono_us() - t0));
