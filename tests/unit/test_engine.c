@@ -28,6 +28,7 @@
 #include "eventlog.h"
 #include "log.h"
 #include "pbjson.h"
+#include "pool.h"
 #include "testdir.h"
 
 #include <pthread.h>
@@ -334,6 +335,98 @@ static void test_prepared_submissions(void **state)
     rig_close(r);
 }
 
+/* A pool job that holds its worker until released. */
+typedef struct gate {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int open, held;
+} gate_t;
+
+static void hold(void *ud)
+{
+    gate_t *g = ud;
+    pthread_mutex_lock(&g->lock);
+    g->held++;
+    pthread_cond_broadcast(&g->cond);
+    while (!g->open) pthread_cond_wait(&g->cond, &g->lock);
+    pthread_mutex_unlock(&g->lock);
+}
+
+typedef struct big_run {
+    rig_t *r;
+    ao_submission_t *sub;
+    int rc;
+} big_run_t;
+
+static void big_submit_work(ao_proc_t *p, void *ud)
+{
+    (void)p;
+    big_run_t *b = ud;
+    ao_wf_t *wf;
+    uint64_t seq;
+    int dedup;
+    ao_status_t st;
+    b->rc = ao_engine_submit_prepared(b->r->s.engine, "t", b->sub, &wf, &seq, &dedup, &st);
+    if (!b->rc) ao_engine_watch(b->r->s.engine, wf, on_done, b->r);
+}
+
+/* A large submission's payload is packed by a pool job beside the
+ * preparing thread, or by that thread when every worker is busy; either
+ * way the WORKFLOW_SUBMITTED in the log is what protobuf-c packs, and the
+ * workflow runs. */
+static void test_large_submission_packed_beside(void **state)
+{
+    rig_t *r = *state;
+    enum { N = 300 };
+    Agentos__V1__WorkflowSpec s = AGENTOS__V1__WORKFLOW_SPEC__INIT;
+    Agentos__V1__TaskSpec t[N], *tp[N];
+    char ids[N][8];
+    for (size_t i = 0; i < N; i++) {
+        agentos__v1__task_spec__init(&t[i]);
+        snprintf(ids[i], sizeof ids[i], "t%zu", i);
+        t[i].id = ids[i];
+        t[i].agent = "noop";
+        tp[i] = &t[i];
+    }
+    s.tasks = tp;
+    s.n_tasks = N;
+    for (int busy = 0; busy < 2; busy++) {
+        char dir[512];
+        snprintf(dir, sizeof dir, "%s/run%d", r->dir, busy);
+        r->done = 0;
+        rig_open(r, dir);
+        gate_t g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+        unsigned workers = ao_pool_threads(r->s.pool);
+        if (busy) {
+            for (unsigned k = 0; k < workers; k++) ao_pool_submit(r->s.pool, "busy", hold, &g);
+            pthread_mutex_lock(&g.lock);
+            while (g.held < (int)workers) pthread_cond_wait(&g.cond, &g.lock);
+            pthread_mutex_unlock(&g.lock);
+        }
+        big_run_t b = {r, ao_engine_prepare(r->s.engine, &s, "big"), 0};
+        if (busy) { /* prepared with no worker free: the caller packed it */
+            pthread_mutex_lock(&g.lock);
+            g.open = 1;
+            pthread_cond_broadcast(&g.cond);
+            pthread_mutex_unlock(&g.lock);
+        }
+        ao_proc_post(ao_engine_proc(r->s.engine), big_submit_work, NULL, &b);
+        wait_flag(r, &r->done, "the large workflow's result");
+        assert_int_equal(b.rc, 0);
+        rig_close(r);
+        ao_log_t *log;
+        ao_status_t st;
+        ao_log_options_t lo = {.dir = dir, .read_only = 1};
+        assert_int_equal(ao_log_open(&lo, &log, &st), 0);
+        repack_t c = {0};
+        assert_int_equal(ao_log_read_range(log, 1, UINT64_MAX, 0, repack_event, &c, &st), 0);
+        ao_log_close(log);
+        if (c.differ) fail_msg("%zu events differ from protobuf-c's packing, the first at seq %llu", c.differ,
+                               (unsigned long long)c.first_differ);
+        assert_true(c.n >= 2 * N + 2);
+    }
+}
+
 /* The child (this binary run as `--child DIR`): runs the workflow and
  * exits when its result is let out, before the final checkpoint. */
 static _Noreturn void child(const char *dir)
@@ -384,6 +477,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_restart_takes_a_missing_final_checkpoint, setup, teardown),
         cmocka_unit_test_setup_teardown(test_events_packed_as_protobuf_c_packs_them, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prepared_submissions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_large_submission_packed_beside, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
