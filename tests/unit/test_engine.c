@@ -30,6 +30,7 @@
 #include "pbjson.h"
 #include "pool.h"
 #include "testdir.h"
+#include "testgate.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -335,22 +336,6 @@ static void test_prepared_submissions(void **state)
     rig_close(r);
 }
 
-/* A pool job that holds its worker until released. */
-typedef struct gate {
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    int open, held;
-} gate_t;
-
-static void hold(void *ud)
-{
-    gate_t *g = ud;
-    pthread_mutex_lock(&g->lock);
-    g->held++;
-    pthread_cond_broadcast(&g->cond);
-    while (!g->open) pthread_cond_wait(&g->cond, &g->lock);
-    pthread_mutex_unlock(&g->lock);
-}
 
 typedef struct big_run {
     rig_t *r;
@@ -395,21 +380,14 @@ static void test_large_submission_packed_beside(void **state)
         snprintf(dir, sizeof dir, "%s/run%d", r->dir, busy);
         r->done = 0;
         rig_open(r, dir);
-        gate_t g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+        ao_test_gate_t g = AO_TEST_GATE_INIT;
         unsigned workers = ao_pool_threads(r->s.pool);
         if (busy) {
-            for (unsigned k = 0; k < workers; k++) ao_pool_submit(r->s.pool, "busy", hold, &g);
-            pthread_mutex_lock(&g.lock);
-            while (g.held < (int)workers) pthread_cond_wait(&g.cond, &g.lock);
-            pthread_mutex_unlock(&g.lock);
+            for (unsigned k = 0; k < workers; k++) ao_pool_submit(r->s.pool, "busy", ao_test_gate_hold, &g);
+            ao_test_gate_wait_held(&g, (int)workers);
         }
         big_run_t b = {r, ao_engine_prepare(r->s.engine, &s, "big"), 0};
-        if (busy) { /* prepared with no worker free: the caller packed it */
-            pthread_mutex_lock(&g.lock);
-            g.open = 1;
-            pthread_cond_broadcast(&g.cond);
-            pthread_mutex_unlock(&g.lock);
-        }
+        if (busy) ao_test_gate_open(&g); /* prepared with no worker free: the caller packed it */
         ao_proc_post(ao_engine_proc(r->s.engine), big_submit_work, NULL, &b);
         wait_flag(r, &r->done, "the large workflow's result");
         assert_int_equal(b.rc, 0);

@@ -10,6 +10,7 @@
 #include "pbjson.h"
 #include "pbutil.h"
 #include "pool.h"
+#include "testgate.h"
 #include "util.h"
 #include "wf.h"
 
@@ -517,22 +518,6 @@ static void test_completed_result_taken_or_copied(void **state)
     }
 }
 
-/* A pool job that holds its worker until released. */
-typedef struct gate {
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    int open, held;
-} gate_t;
-
-static void hold(void *ud)
-{
-    gate_t *g = ud;
-    pthread_mutex_lock(&g->lock);
-    g->held++;
-    pthread_cond_broadcast(&g->cond);
-    while (!g->open) pthread_cond_wait(&g->cond, &g->lock);
-    pthread_mutex_unlock(&g->lock);
-}
 
 static ao_wf_t *make_wide(size_t n)
 {
@@ -559,21 +544,16 @@ static void test_tasks_packed_with_the_pool(void **state)
     check_pack(wf);
     ao_wf_free(wf);
 
-    gate_t g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
-    ao_pool_submit(pool, "busy", hold, &g);
-    ao_pool_submit(pool, "busy2", hold, &g);
-    pthread_mutex_lock(&g.lock);
-    while (g.held < 2) pthread_cond_wait(&g.cond, &g.lock);
-    pthread_mutex_unlock(&g.lock);
+    ao_test_gate_t g = AO_TEST_GATE_INIT;
+    ao_pool_submit(pool, "busy", ao_test_gate_hold, &g);
+    ao_pool_submit(pool, "busy2", ao_test_gate_hold, &g);
+    ao_test_gate_wait_held(&g, 2);
     wf = make_wide(500);
     ao_wf_pack_tasks_shared(wf, NULL, ao_wf_ntasks(wf), pool);
     for (size_t i = 0; i < ao_wf_ntasks(wf); i++) assert_non_null(wf->tasks[i].packed);
     check_pack(wf);
     ao_wf_free(wf); /* before the pool's late jobs run: they touch no task */
-    pthread_mutex_lock(&g.lock);
-    g.open = 1;
-    pthread_cond_broadcast(&g.cond);
-    pthread_mutex_unlock(&g.lock);
+    ao_test_gate_open(&g);
     ao_pool_destroy(pool);
 }
 
