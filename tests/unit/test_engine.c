@@ -384,7 +384,7 @@ static void test_large_submission_packed_beside(void **state)
         unsigned workers = ao_pool_threads(r->s.pool);
         if (busy) {
             for (unsigned k = 0; k < workers; k++) ao_pool_submit(r->s.pool, "busy", ao_test_gate_hold, &g);
-            ao_test_gate_wait_held(&g, (int)workers);
+            assert_int_equal(ao_test_gate_wait_held(&g, (int)workers), 0);
         }
         big_run_t b = {r, ao_engine_prepare(r->s.engine, &s, "big"), 0};
         if (busy) ao_test_gate_open(&g); /* prepared with no worker free: the caller packed it */

@@ -547,7 +547,7 @@ static void test_tasks_packed_with_the_pool(void **state)
     ao_test_gate_t g = AO_TEST_GATE_INIT;
     ao_pool_submit(pool, "busy", ao_test_gate_hold, &g);
     ao_pool_submit(pool, "busy2", ao_test_gate_hold, &g);
-    ao_test_gate_wait_held(&g, 2);
+    assert_int_equal(ao_test_gate_wait_held(&g, 2), 0);
     wf = make_wide(500);
     ao_wf_pack_tasks_shared(wf, NULL, ao_wf_ntasks(wf), pool);
     for (size_t i = 0; i < ao_wf_ntasks(wf); i++) assert_non_null(wf->tasks[i].packed);

@@ -6,6 +6,7 @@
 #define AO_TESTGATE_H
 
 #include <pthread.h>
+#include <time.h>
 
 typedef struct ao_test_gate {
     pthread_mutex_t lock;
@@ -26,12 +27,19 @@ static inline void ao_test_gate_hold(void *ud)
     pthread_mutex_unlock(&g->lock);
 }
 
-/* Waits until n jobs hold their workers. */
-static inline void ao_test_gate_wait_held(ao_test_gate_t *g, int n)
+/* Waits until n jobs hold their workers, at most 60 s: 0, or -1 when
+ * they did not in time. */
+static inline int ao_test_gate_wait_held(ao_test_gate_t *g, int n)
 {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 60;
+    int rc = 0;
     pthread_mutex_lock(&g->lock);
-    while (g->held < n) pthread_cond_wait(&g->cond, &g->lock);
+    while (g->held < n && !rc) rc = pthread_cond_timedwait(&g->cond, &g->lock, &until);
+    int ok = g->held >= n;
     pthread_mutex_unlock(&g->lock);
+    return ok ? 0 : -1;
 }
 
 /* Lets every held job go. */
