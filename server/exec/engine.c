@@ -2370,50 +2370,24 @@ struct ao_submission {
 };
 
 /* A large submission's payload is packed by a pool job while the caller
- * builds the workflow's state; the caller takes the packing back if no job
- * has started it by then, so a busy pool never holds a submission up, and
- * a job that starts late touches nothing but itself. */
+ * builds the workflow's state (ao_pool_share: the caller packs it itself if
+ * no job has started it). */
 enum { PACK_APART_MIN_TASKS = 256 };
 
-typedef struct pack_job {
-    atomic_int state; /* PACK_FREE, PACK_TAKEN, PACK_DONE */
-    atomic_int refs;
+typedef struct payload {
     Agentos__V1__WorkflowSubmitted ws; /* borrows the caller's spec */
     uint8_t *out;
     size_t len;
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-} pack_job_t;
+} payload_t;
 
-enum { PACK_FREE, PACK_TAKEN, PACK_DONE };
-
-static void pack_submitted(pack_job_t *j)
+static void pack_payload(void *ud, size_t begin, size_t end)
 {
-    j->len = protobuf_c_message_get_packed_size(&j->ws.base);
-    j->out = ao_xmalloc(j->len ? j->len : 1);
-    protobuf_c_message_pack(&j->ws.base, j->out);
-}
-
-static void pack_job_unref(pack_job_t *j)
-{
-    if (atomic_fetch_sub(&j->refs, 1) != 1) return;
-    pthread_mutex_destroy(&j->lock);
-    pthread_cond_destroy(&j->cond);
-    free(j);
-}
-
-static void pack_job_run(void *ud)
-{
-    pack_job_t *j = ud;
-    int free_ = PACK_FREE;
-    if (atomic_compare_exchange_strong(&j->state, &free_, PACK_TAKEN)) {
-        pack_submitted(j);
-        pthread_mutex_lock(&j->lock);
-        atomic_store(&j->state, PACK_DONE);
-        pthread_cond_broadcast(&j->cond);
-        pthread_mutex_unlock(&j->lock);
-    }
-    pack_job_unref(j);
+    (void)begin;
+    (void)end;
+    payload_t *pl = ud;
+    pl->len = protobuf_c_message_get_packed_size(&pl->ws.base);
+    pl->out = ao_xmalloc(pl->len ? pl->len : 1);
+    protobuf_c_message_pack(&pl->ws.base, pl->out);
 }
 
 ao_submission_t *ao_engine_prepare(ao_engine_t *e, const Agentos__V1__WorkflowSpec *spec,
@@ -2430,32 +2404,17 @@ ao_submission_t *ao_engine_prepare(ao_engine_t *e, const Agentos__V1__WorkflowSp
     for (size_t k = 0; roled && k < roled->n_tasks; k++)
         roled->tasks[k]->role = default_role(e, roled->tasks[k]);
     if (roled) spec = roled;
-    pack_job_t *j = ao_xcalloc(1, sizeof *j);
-    agentos__v1__workflow_submitted__init(&j->ws);
-    j->ws.spec = (Agentos__V1__WorkflowSpec *)spec;
-    j->ws.request_id = sub->request_id;
-    atomic_init(&j->state, PACK_FREE);
-    atomic_init(&j->refs, 1);
-    pthread_mutex_init(&j->lock, NULL);
-    pthread_cond_init(&j->cond, NULL);
-    if (e->pool && spec->n_tasks >= PACK_APART_MIN_TASKS) {
-        atomic_fetch_add(&j->refs, 1);
-        ao_pool_submit(e->pool, "", pack_job_run, j);
-    }
+    payload_t pl = {AGENTOS__V1__WORKFLOW_SUBMITTED__INIT, NULL, 0};
+    pl.ws.spec = (Agentos__V1__WorkflowSpec *)spec;
+    pl.ws.request_id = sub->request_id;
+    ao_pool_share_t *packing =
+        ao_pool_share(e->pool, "", 1, 1, spec->n_tasks >= PACK_APART_MIN_TASKS, pack_payload, &pl);
     ao_status_t st;
     if (ao_wf_new(spec, "", sub->request_id, &sub->wf, &st))
         ao_fatal("a validated workflow could not be built: %s", st.msg);
-    int free_ = PACK_FREE;
-    if (atomic_compare_exchange_strong(&j->state, &free_, PACK_TAKEN)) {
-        pack_submitted(j); /* no job started it: here */
-    } else {
-        pthread_mutex_lock(&j->lock);
-        while (atomic_load(&j->state) != PACK_DONE) pthread_cond_wait(&j->cond, &j->lock);
-        pthread_mutex_unlock(&j->lock);
-    }
-    sub->payload = j->out;
-    sub->len = j->len;
-    pack_job_unref(j);
+    ao_pool_join(packing);
+    sub->payload = pl.out;
+    sub->len = pl.len;
     ao_pb_free(roled);
     return sub;
 }

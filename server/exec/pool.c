@@ -4,6 +4,7 @@
 #include "mem.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -88,4 +89,73 @@ void ao_pool_submit(ao_pool_t *p, const char *key, ao_pool_fn fn, void *ud)
 unsigned ao_pool_threads(const ao_pool_t *p)
 {
     return p->n;
+}
+
+/* ---- shared work -------------------------------------------------------------- */
+
+struct ao_pool_share {
+    size_t n, chunk;
+    ao_pool_range_fn fn;
+    void *ud;
+    atomic_size_t next, done;
+    atomic_int refs; /* the caller's and each job's */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+};
+
+static void share_unref(ao_pool_share_t *s)
+{
+    if (atomic_fetch_sub(&s->refs, 1) != 1) return;
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->cond);
+    free(s);
+}
+
+/* Claims and runs chunks until none is left. */
+static void share_work(ao_pool_share_t *s)
+{
+    for (;;) {
+        size_t k = atomic_fetch_add(&s->next, s->chunk);
+        if (k >= s->n) return;
+        size_t end = s->n - k > s->chunk ? k + s->chunk : s->n;
+        s->fn(s->ud, k, end);
+        if (atomic_fetch_add(&s->done, end - k) + (end - k) == s->n) {
+            pthread_mutex_lock(&s->lock);
+            pthread_cond_broadcast(&s->cond);
+            pthread_mutex_unlock(&s->lock);
+        }
+    }
+}
+
+static void share_job(void *ud)
+{
+    share_work(ud);
+    share_unref(ud);
+}
+
+ao_pool_share_t *ao_pool_share(ao_pool_t *p, const char *key, size_t n, size_t chunk, unsigned helpers,
+                               ao_pool_range_fn fn, void *ud)
+{
+    ao_pool_share_t *s = ao_xcalloc(1, sizeof *s);
+    s->n = n;
+    s->chunk = chunk ? chunk : 1;
+    s->fn = fn;
+    s->ud = ud;
+    atomic_init(&s->next, 0);
+    atomic_init(&s->done, 0);
+    if (!p) helpers = 0;
+    atomic_init(&s->refs, (int)helpers + 1);
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->cond, NULL);
+    for (unsigned h = 0; h < helpers; h++) ao_pool_submit(p, key, share_job, s);
+    return s;
+}
+
+void ao_pool_join(ao_pool_share_t *s)
+{
+    share_work(s);
+    pthread_mutex_lock(&s->lock);
+    while (atomic_load(&s->done) < s->n) pthread_cond_wait(&s->cond, &s->lock);
+    pthread_mutex_unlock(&s->lock);
+    share_unref(s);
 }

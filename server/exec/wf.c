@@ -7,8 +7,6 @@
 #include "pbutil.h"
 #include "pool.h"
 
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,82 +105,35 @@ const uint8_t *ao_wf_task_packed(ao_wf_t *wf, uint32_t i, size_t *len)
 
 /* ---- packing task states with the pool's help --------------------------------- */
 
-/* Chunks of tasks are claimed from a counter by the caller and by pool
- * jobs alike; the caller waits only for chunks that a job has claimed, so
- * a busy pool never holds it up. A job that starts after the last chunk
- * was claimed touches nothing but the share. */
 enum { SHARE_CHUNK = 32, SHARE_MIN = 128, SHARE_HELPERS_MAX = 4 };
 
-typedef struct share {
+typedef struct pack_range {
     ao_wf_t *wf;
-    uint32_t *idx; /* the tasks not yet packed */
-    size_t n;
-    atomic_size_t next, done;
-    atomic_int refs;
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-} share_t;
+    const uint32_t *idx; /* the tasks not yet packed */
+} pack_range_t;
 
-static void share_unref(share_t *s)
+static void pack_range(void *ud, size_t begin, size_t end)
 {
-    if (atomic_fetch_sub(&s->refs, 1) != 1) return;
-    pthread_mutex_destroy(&s->lock);
-    pthread_cond_destroy(&s->cond);
-    free(s->idx);
-    free(s);
-}
-
-static void share_work(share_t *s)
-{
-    for (;;) {
-        size_t k = atomic_fetch_add(&s->next, SHARE_CHUNK);
-        if (k >= s->n) return;
-        size_t end = k + SHARE_CHUNK < s->n ? k + SHARE_CHUNK : s->n;
-        for (size_t j = k; j < end; j++) ao_wf_task_packed(s->wf, s->idx[j], &(size_t){0});
-        if (atomic_fetch_add(&s->done, end - k) + (end - k) == s->n) {
-            pthread_mutex_lock(&s->lock);
-            pthread_cond_broadcast(&s->cond);
-            pthread_mutex_unlock(&s->lock);
-        }
-    }
-}
-
-static void share_job(void *ud)
-{
-    share_work(ud);
-    share_unref(ud);
+    pack_range_t *r = ud;
+    for (size_t j = begin; j < end; j++) ao_wf_task_packed(r->wf, r->idx[j], &(size_t){0});
 }
 
 void ao_wf_pack_tasks_shared(ao_wf_t *wf, const uint32_t *idx, size_t n, ao_pool_t *pool)
 {
     if (!pool || n < SHARE_MIN) return;
-    uint32_t *todo = ao_xmalloc(n * sizeof *todo);
+    uint32_t *unpacked = ao_xmalloc(n * sizeof *unpacked);
     size_t m = 0;
     for (size_t k = 0; k < n; k++) {
         uint32_t i = idx ? idx[k] : (uint32_t)k;
-        if (!wf->tasks[i].packed) todo[m++] = i;
+        if (!wf->tasks[i].packed) unpacked[m++] = i;
     }
-    if (m < SHARE_MIN) {
-        free(todo);
-        return;
+    if (m >= SHARE_MIN) {
+        unsigned helpers = ao_pool_threads(pool);
+        if (helpers > SHARE_HELPERS_MAX) helpers = SHARE_HELPERS_MAX;
+        pack_range_t r = {wf, unpacked};
+        ao_pool_join(ao_pool_share(pool, wf->pb->id, m, SHARE_CHUNK, helpers, pack_range, &r));
     }
-    unsigned helpers = ao_pool_threads(pool);
-    if (helpers > SHARE_HELPERS_MAX) helpers = SHARE_HELPERS_MAX;
-    share_t *s = ao_xcalloc(1, sizeof *s);
-    s->wf = wf;
-    s->idx = todo;
-    s->n = m;
-    atomic_init(&s->next, 0);
-    atomic_init(&s->done, 0);
-    atomic_init(&s->refs, (int)helpers + 1);
-    pthread_mutex_init(&s->lock, NULL);
-    pthread_cond_init(&s->cond, NULL);
-    for (unsigned h = 0; h < helpers; h++) ao_pool_submit(pool, wf->pb->id, share_job, s);
-    share_work(s);
-    pthread_mutex_lock(&s->lock);
-    while (atomic_load(&s->done) < s->n) pthread_cond_wait(&s->cond, &s->lock);
-    pthread_mutex_unlock(&s->lock);
-    share_unref(s);
+    free(unpacked);
 }
 
 uint8_t *ao_wf_pack_with_tasks(ao_wf_t *wf, ProtobufCMessage *m, const char *field,

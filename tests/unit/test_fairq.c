@@ -1,5 +1,6 @@
 /* Unit tests for server/exec/fairq.c and pool.c: round-robin across
- * workflows, FIFO within one; the pool runs every job. */
+ * workflows, FIFO within one; the pool runs every job; shared work runs
+ * every item once, with the pool free or busy. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,6 +9,7 @@
 
 #include "fairq.h"
 #include "pool.h"
+#include "testgate.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -95,12 +97,65 @@ static void test_pool_runs_everything(void **state)
     pthread_cond_destroy(&c.cond);
 }
 
+enum { ITEMS = 1000 };
+
+typedef struct items {
+    atomic_int runs[ITEMS];
+    atomic_int calls;
+} items_t;
+
+static void run_items(void *ud, size_t begin, size_t end)
+{
+    items_t *it = ud;
+    atomic_fetch_add(&it->calls, 1);
+    for (size_t k = begin; k < end; k++) atomic_fetch_add(&it->runs[k], 1);
+}
+
+static void check_each_once(items_t *it)
+{
+    for (int k = 0; k < ITEMS; k++)
+        if (atomic_load(&it->runs[k]) != 1) fail_msg("item %d ran %d times", k, atomic_load(&it->runs[k]));
+}
+
+/* Every item runs exactly once, in chunks of at most `chunk`, whether the
+ * pool helps, has every worker busy (the join runs it all), or is absent. */
+static void test_shared_work(void **state)
+{
+    (void)state;
+    ao_pool_t *p = ao_pool_create(2);
+    static items_t it;
+    memset(&it, 0, sizeof it);
+    ao_pool_share_t *s = ao_pool_share(p, "w", ITEMS, 7, 2, run_items, &it);
+    ao_pool_join(s);
+    check_each_once(&it);
+    assert_int_equal(atomic_load(&it.calls), (ITEMS + 6) / 7);
+
+    ao_test_gate_t g = AO_TEST_GATE_INIT;
+    ao_pool_submit(p, "busy", ao_test_gate_hold, &g);
+    ao_pool_submit(p, "busy2", ao_test_gate_hold, &g);
+    assert_int_equal(ao_test_gate_wait_held(&g, 2), 0);
+    memset(&it, 0, sizeof it);
+    ao_pool_join(ao_pool_share(p, "w", ITEMS, 32, 2, run_items, &it));
+    check_each_once(&it);
+    ao_test_gate_open(&g); /* the late helpers find nothing to claim */
+    ao_pool_destroy(p);
+
+    memset(&it, 0, sizeof it);
+    ao_pool_join(ao_pool_share(NULL, "w", ITEMS, 0, 3, run_items, &it));
+    check_each_once(&it);
+    assert_int_equal(atomic_load(&it.calls), ITEMS); /* chunk 0 is 1 */
+    memset(&it, 0, sizeof it);
+    ao_pool_join(ao_pool_share(NULL, "w", 0, 8, 0, run_items, &it));
+    assert_int_equal(atomic_load(&it.calls), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_robin),
         cmocka_unit_test(test_remove),
         cmocka_unit_test(test_pool_runs_everything),
+        cmocka_unit_test(test_shared_work),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
