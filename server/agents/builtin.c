@@ -12,6 +12,7 @@
 #include "pbutil.h"
 #include "template.h"
 #include "timer.h"
+#include "util.h"
 
 #include <errno.h>
 #include <stdatomic.h>
@@ -87,23 +88,6 @@ static const char *lookup(void *ud, const char *key, ao_status_t *st)
     return NULL;
 }
 
-/* Concatenates NULL-terminated parts into one allocation: the default
- * output and the decision line are built per call, and printf's cost was
- * a tenth of a no-op task's. */
-static char *concat(const char *const *parts)
-{
-    size_t n = 1;
-    for (const char *const *p = parts; *p; p++) n += strlen(*p);
-    char *out = ao_xmalloc(n), *w = out;
-    for (const char *const *p = parts; *p; p++) {
-        size_t l = strlen(*p);
-        memcpy(w, *p, l);
-        w += l;
-    }
-    *w = 0;
-    return out;
-}
-
 /* x with two decimals (a half rounds up) for the usual range of scores and
  * confidences; printf for the rest. */
 static const char *two_decimals(double x, char buf[32])
@@ -176,7 +160,12 @@ static void compute(const ao_agent_t *a, const Agentos__V1__AgentTask *t, ao_age
         ao_pb_set_str(&r->output, out);
         free(out);
     } else {
-        r->output = concat((const char *[]){a->cfg->name, " processed ", t->task_id, NULL});
+        /* Without printf: it was a tenth of a no-op task. */
+        ao_sb_t out = {0};
+        ao_sb_puts(&out, a->cfg->name);
+        ao_sb_puts(&out, " processed ");
+        ao_sb_puts(&out, t->task_id);
+        r->output = ao_sb_take(&out);
     }
     r->score = num_param(t, "score", cfg ? cfg->score : 0);
     /* Per-area scores for refinement stages: "area=score,area=score". */
@@ -229,8 +218,13 @@ static void compute(const ao_agent_t *a, const Agentos__V1__AgentTask *t, ao_age
     }
     char sb[32], cb[32];
     char **dec = ao_pb_push(&r->decisions, &r->n_decisions, sizeof *dec);
-    *dec = concat((const char *[]){a->cfg->name, ": score ", two_decimals(r->score, sb),
-                                   " with confidence ", two_decimals(r->confidence, cb), NULL});
+    ao_sb_t line = {0};
+    ao_sb_puts(&line, a->cfg->name);
+    ao_sb_puts(&line, ": score ");
+    ao_sb_puts(&line, two_decimals(r->score, sb));
+    ao_sb_puts(&line, " with confidence ");
+    ao_sb_puts(&line, two_decimals(r->confidence, cb));
+    *dec = ao_sb_take(&line);
     o->result = r;
 }
 
