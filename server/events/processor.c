@@ -6,19 +6,14 @@
  * has written it, the waiting list and everything posted work touches.
  * The writer thread only writes the stage in flight to the log. `lock`
  * guards the input queue and the hand-over between the two (flight_ready,
- * flight_done); durable_seq and expected are atomics.
+ * flight_done); durable_seq is an atomic.
  *
- * Pipelining: while the processor has more to do (posted work queued, the
- * tick has more to start, or replies of agent calls out are expected), a
- * closed stage goes to the writer and the processor fills the next one
- * meanwhile; at most one stage is in flight. A long list of posted work
- * (the replies that arrived during the last write) hands its first
- * HAND_OVER_EVENTS staged events to an idle writer instead of keeping it
- * idle until the list ends. When it has nothing else to do, or a callback
- * that must see the state equal to the log is waiting, it writes on its
- * own thread, as a single writer would: no hand-over costs a chain's step
- * anything (a step's call is made only once its TASK_STARTED is durable,
- * so none is out when the step's batch closes).
+ * Pipelining: while the processor has more to do (posted work queued, or
+ * the tick has more to start), a full stage goes to the writer and the
+ * processor fills the next one meanwhile; at most one stage is in flight.
+ * When it has nothing else to do, or a callback that must see the state
+ * equal to the log is waiting, it writes on its own thread, as a single
+ * writer would: no hand-over costs a chain's step anything.
  */
 #include "processor.h"
 
@@ -84,8 +79,6 @@ struct ao_proc {
     ao_pb_narrow_t *packer; /* events, without the unset payload members */
     uint64_t batches;
     int more; /* the tick has more to do */
-    atomic_size_t expected; /* results other threads will post (ao_proc_expect) */
-    uint64_t handed;        /* batches the writer wrote */
 
     stage_t cur;
     stage_t flight;
@@ -240,24 +233,6 @@ uint64_t ao_proc_emit_packed(ao_proc_t *p, Agentos__V1__Event *ev, const void *p
     return stage_event(p, ev, bytes);
 }
 
-void ao_proc_expect(ao_proc_t *p, int delta)
-{
-    size_t now = atomic_load_explicit(&p->expected, memory_order_relaxed);
-    if (delta < 0 && now < (size_t)-delta) ao_fatal("ao_proc_expect: more results arrived than were expected");
-    atomic_store_explicit(&p->expected, delta < 0 ? now - (size_t)-delta : now + (size_t)delta,
-                          memory_order_relaxed);
-}
-
-size_t ao_proc_expected(ao_proc_t *p)
-{
-    return atomic_load_explicit(&p->expected, memory_order_relaxed);
-}
-
-uint64_t ao_proc_batches_handed(ao_proc_t *p)
-{
-    return p->handed;
-}
-
 void ao_proc_put_snapshot(ao_proc_t *p, const char *workflow_id, uint64_t seq, const void *data,
                           size_t len)
 {
@@ -354,7 +329,6 @@ static void finish_flight(ao_proc_t *p)
     p->flight_done = 0;
     pthread_mutex_unlock(&p->lock);
     p->in_flight = 0;
-    p->handed++;
     stage_written(p, &p->flight);
 }
 
@@ -413,15 +387,13 @@ static int flight_written(ao_proc_t *p)
 }
 
 /* Ends the current stage: hands it to the writer when the processor is
- * busy (has more to do, or expects results from other threads: agent
- * calls out, whose replies it applies while the writer writes) and
- * nothing needs the state to be the log's; otherwise writes it here. */
+ * busy (has more to do) and nothing needs the state to be the log's;
+ * otherwise writes it here. */
 static void close_stage(ao_proc_t *p, int busy)
 {
     /* First take back a written flight: its commit callbacks may be
      * waiting. */
     if (p->in_flight && flight_written(p)) finish_flight(p);
-    if (atomic_load_explicit(&p->expected, memory_order_relaxed)) busy = 1;
     if (p->waiting.n || p->cur.commits.n) busy = 0;
     int writes = has_writes(&p->cur);
     if (p->in_flight) {
@@ -449,10 +421,6 @@ static void close_stage(ao_proc_t *p, int busy)
     stage_written(p, &p->cur);
     run_quiet(p);
 }
-
-/* Events staged while the writer is idle that make a batch worth handing
- * over before the posted work is all applied. */
-enum { HAND_OVER_EVENTS = 64 };
 
 static int queue_empty(ao_proc_t *p)
 {
@@ -491,10 +459,7 @@ static void *proc_main(void *arg)
             w->fn(p, w->ud);
             free(w);
             if (p->in_flight && flight_written(p)) finish_flight(p);
-            /* A long list (replies that arrived during a write) does not
-             * leave the writer idle: once it is free, what is staged so
-             * far goes to it while the rest is applied. */
-            if (p->cur.n_evs >= p->max_batch || (!p->in_flight && p->cur.n_evs >= HAND_OVER_EVENTS)) {
+            if (p->cur.n_evs >= p->max_batch) {
                 p->more = tick(p);
                 close_stage(p, 1);
             }

@@ -10,19 +10,16 @@
  * hand are done, the batch is written to the log in one group commit (WAL
  * synced unless durability is async); only then are its effects let out:
  * the events are published to subscribers and its callbacks run (agent
- * dispatches, replies to clients). While the processor has more to do
- * (more posted work, a tick with more to start, replies expected from
- * agent calls out: ao_proc_expect), a batch is written by a writer thread
- * as the processor fills the next one (at most one batch in flight), and
- * a long run of posted work hands what it staged to an idle writer before
- * it ends; effects of a batch still wait for it.
+ * dispatches, replies to clients). While the processor has more to do, a
+ * batch is written by a writer thread as the processor fills the next one
+ * (at most one batch in flight); effects of a batch still wait for it.
  * Nothing outside the processor thread observes state or events that are
  * not durable. A failed log write is fatal (the process aborts, and
  * recovery starts from what is durable).
  *
- * Threads: ao_proc_post, ao_proc_durable_seq and ao_proc_expected from
- * any thread; every other function on the processor thread only (inside
- * posted work or callbacks it runs).
+ * Threads: ao_proc_post and ao_proc_durable_seq from any thread; every
+ * other function on the processor thread only (inside posted work or
+ * callbacks it runs).
  */
 #ifndef AO_PROCESSOR_H
 #define AO_PROCESSOR_H
@@ -149,28 +146,12 @@ void ao_proc_after_commit(ao_proc_t *p, ao_proc_after_fn fn, void *ud);
  * agent dispatch whose request is already built. */
 void ao_proc_after_durable(ao_proc_t *p, ao_proc_after_fn fn, void *ud);
 
-/* Counts results other threads will post to the processor (delta +1 when
- * an agent call goes out, -1 when its reply is applied). While some are
- * expected, a closed batch goes to the log writer rather than being
- * written on the processor thread, so that replies arriving meanwhile are
- * applied during the write; with none (a chain's step) the processor
- * writes the batch itself and no hand-over costs the step. Processor
- * thread. */
-void ao_proc_expect(ao_proc_t *p, int delta);
-
-/* The results still expected (any thread: for tests and metrics). */
-size_t ao_proc_expected(ao_proc_t *p);
-
 /* The log (for reads on the processor thread or elsewhere). */
 ao_log_t *ao_proc_log(ao_proc_t *p);
 
 /* The number of batches closed so far (written, or handed to the
  * writer): events emitted now go out with the batch after this many. */
 uint64_t ao_proc_batches(ao_proc_t *p);
-
-/* Of those, the batches the log writer wrote while the processor went on
- * (processor thread). */
-uint64_t ao_proc_batches_handed(ao_proc_t *p);
 
 /* The sequence number the next emitted event will get. */
 uint64_t ao_proc_next_seq(ao_proc_t *p);

@@ -601,6 +601,7 @@ static void on_dispatch_done(ao_dispatch_t *d, ao_agent_outcome_t *o,
 
 static void dispatch_after_commit(ao_proc_t *p, void *ud)
 {
+    (void)p;
     attempt_t *a = ud;
     ao_engine_t *e = a->e;
     if (a->abandoned) {
@@ -609,7 +610,6 @@ static void dispatch_after_commit(ao_proc_t *p, void *ud)
         return;
     }
     a->submitted = 1;
-    ao_proc_expect(p, 1);
     a->start_us = ao_mono_us();
     if (ao_backends_submit(e->backends, &a->d)) {
         /* The agent vanished from the config: cannot happen (validated). */
@@ -618,7 +618,6 @@ static void dispatch_after_commit(ao_proc_t *p, void *ud)
         o.error_class = EC(INTERNAL);
         snprintf(o.error, sizeof o.error, "no agent backend named %s", a->agent);
         a->submitted = 0;
-        ao_proc_expect(p, -1);
         on_dispatch_done(&a->d, &o, NULL, 0);
     }
 }
@@ -980,9 +979,9 @@ static int plan_completed(void *ud, const char *id)
 
 static void attempt_done_work(ao_proc_t *p, void *ud)
 {
+    (void)p;
     attempt_t *a = ud;
     ao_engine_t *e = a->e;
-    if (a->submitted) ao_proc_expect(p, -1);
     ao_wf_t *wf = a->wf;
     uint32_t i = a->task;
     ao_task_t *tt = &wf->tasks[i];

@@ -12,9 +12,6 @@
  *   the events in the log are the bytes protobuf-c packs for them, also
  *   a TASK_SUCCEEDED whose reply was packed on the agent's thread.
  *
- *   every agent call is counted out and back in by the processor's
- *   expected replies: succeeded, retried, timed out and cancelled calls.
- *
  * Engine callbacks run on the processor thread, where cmocka's assertions
  * must not be used: they record what they saw, and the test asserts on it.
  * Every wait is on a condition variable with a deadline.
@@ -450,126 +447,6 @@ static void test_restart_takes_a_missing_final_checkpoint(void **state)
     rig_close(r);
 }
 
-/* ---- replies expected by the processor ------------------------------------------- */
-
-typedef struct expect_run {
-    rig_t *r;
-    Agentos__V1__WorkflowSpec *mixed, *hung;
-    int submitted, done_mixed, cancelled;
-    int rc;
-    int status_mixed;
-    char err[640];
-    ao_wf_t *hung_wf;
-} expect_run_t;
-
-static void expect_mixed_done(void *ud, ao_wf_t *wf)
-{
-    expect_run_t *x = ud;
-    x->status_mixed = wf->pb->status;
-    signal_rig(x->r, &x->done_mixed);
-}
-
-static void expect_hung_done(void *ud, ao_wf_t *wf)
-{
-    (void)wf;
-    expect_run_t *x = ud;
-    signal_rig(x->r, &x->cancelled);
-}
-
-static void expect_submit_work(ao_proc_t *p, void *ud)
-{
-    (void)p;
-    expect_run_t *x = ud;
-    ao_engine_t *e = x->r->s.engine;
-    ao_wf_t *wf;
-    uint64_t seq;
-    int dedup;
-    ao_status_t st;
-    x->rc = ao_engine_submit(e, "t", x->mixed, "", &wf, &seq, &dedup, &st);
-    if (!x->rc) {
-        ao_engine_watch(e, wf, expect_mixed_done, x);
-        x->rc = ao_engine_submit(e, "t", x->hung, "", &x->hung_wf, &seq, &dedup, &st);
-    }
-    if (!x->rc) ao_engine_watch(e, x->hung_wf, expect_hung_done, x);
-    else snprintf(x->err, sizeof x->err, "%s", st.msg);
-    signal_rig(x->r, &x->submitted);
-}
-
-static void expect_cancel_work(ao_proc_t *p, void *ud)
-{
-    (void)p;
-    expect_run_t *x = ud;
-    ao_status_t st;
-    if (ao_engine_cancel(x->r->s.engine, x->hung_wf, "the test cancels it", &st))
-        snprintf(x->err, sizeof x->err, "cancel: %s", st.msg);
-}
-
-static Agentos__V1__WorkflowSpec *spec_from_json(const char *json)
-{
-    ProtobufCMessage *m;
-    ao_status_t st;
-    if (ao_pbjson_decode_text(&agentos__v1__workflow_spec__descriptor, json, strlen(json), &m, &st))
-        fail_msg("%s", st.msg);
-    return (Agentos__V1__WorkflowSpec *)m;
-}
-
-/* Polls (with a deadline) until the processor expects want replies;
- * returns what it expects then. */
-static size_t wait_replies_expected(ao_proc_t *p, size_t want)
-{
-    struct timespec until, step = {0, 1000000};
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += WAIT_S;
-    for (;;) {
-        size_t n = ao_proc_expected(p);
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        if (n == want || now.tv_sec > until.tv_sec ||
-            (now.tv_sec == until.tv_sec && now.tv_nsec >= until.tv_nsec))
-            return n;
-        nanosleep(&step, NULL);
-    }
-}
-
-/* Every agent call the engine makes is counted out and back in
- * (ao_proc_expect): calls that succeed, fail and are retried, time out,
- * and calls of a cancelled workflow whose replies arrive after it ended.
- * A count left above zero would make every later batch go to the writer;
- * one below would stop the server. */
-static void test_replies_expected_counted_back(void **state)
-{
-    rig_t *r = *state;
-    rig_open(r, r->dir);
-    expect_run_t x = {r, NULL, NULL, 0, 0, 0, 0, 0, "", NULL};
-    x.mixed = spec_from_json(
-        "{\"tasks\":["
-        "{\"id\":\"a\",\"agent\":\"noop\"},"
-        "{\"id\":\"b\",\"agent\":\"noop\",\"params\":{\"fail_first\":\"2\"},"
-        "\"retry\":{\"maxAttempts\":3,\"initialBackoffMs\":1}},"
-        "{\"id\":\"c\",\"agent\":\"noop\",\"params\":{\"hang\":\"true\"},\"attemptTimeoutMs\":30,"
-        "\"retry\":{\"maxAttempts\":1},\"optional\":true},"
-        "{\"id\":\"d\",\"agent\":\"noop\",\"dependsOn\":[\"a\",\"b\"]}]}");
-    x.hung = spec_from_json(
-        "{\"tasks\":[{\"id\":\"h1\",\"agent\":\"noop\",\"params\":{\"hang\":\"true\"}},"
-        "{\"id\":\"h2\",\"agent\":\"noop\",\"params\":{\"hang\":\"true\"}}]}");
-    ao_proc_t *p = ao_engine_proc(r->s.engine);
-    ao_proc_post(p, expect_submit_work, NULL, &x);
-    wait_flag(r, &x.submitted, "the submissions");
-    if (x.rc) fail_msg("submit: %s", x.err);
-    wait_flag(r, &x.done_mixed, "the end of the mixed workflow");
-    assert_int_equal(x.status_mixed, AGENTOS__V1__WORKFLOW_STATUS__WORKFLOW_STATUS_PARTIAL_SUCCESS);
-    /* The hung workflow's two calls are out (once their TASK_STARTED is
-     * durable). */
-    assert_int_equal(wait_replies_expected(p, 2), 2);
-    ao_proc_post(p, expect_cancel_work, NULL, &x);
-    wait_flag(r, &x.cancelled, "the end of the cancelled workflow");
-    assert_string_equal(x.err, "");
-    assert_int_equal(wait_replies_expected(p, 0), 0);
-    rig_close(r);
-    protobuf_c_message_free_unpacked(&x.mixed->base, NULL);
-    protobuf_c_message_free_unpacked(&x.hung->base, NULL);
-}
-
 int main(int argc, char **argv)
 {
     if (argc == 3 && !strcmp(argv[1], "--child")) child(argv[2]);
@@ -579,7 +456,6 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_events_packed_as_protobuf_c_packs_them, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prepared_submissions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_large_submission_packed_beside, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_replies_expected_counted_back, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

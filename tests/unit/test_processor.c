@@ -8,10 +8,7 @@
  * snapshots and checkpoints are written with their events, atomically
  * (also across kill -9 of a process in the middle of writing), and alone
  * when put after their events' commit; a busy processor's batches go to
- * the writer while durable and commit callbacks keep their guarantees;
- * so do batches closed while agent replies are expected, and the first
- * events of a long list of posted work; with no reply expected the
- * processor writes a batch itself.
+ * the writer while durable and commit callbacks keep their guarantees.
  *
  * The processor's callbacks run on its thread, where cmocka's assertions
  * must not be used (they longjmp to the test's thread): they record the
@@ -40,8 +37,6 @@
 #include <unistd.h>
 
 #define WAIT_S 60
-/* processor.c's HAND_OVER_EVENTS. */
-#define HAND_OVER 64
 
 typedef struct fx {
     char *dir;
@@ -599,26 +594,10 @@ static void check_batches(fx_t *f, unsigned max_batch, size_t n)
     size_t limit = max_batch ? max_batch : 4096;
     size_t full = n / limit, rest = n % limit;
     pthread_mutex_lock(&f->lock);
-    if (limit <= HAND_OVER) {
-        /* Each batch fills to the limit (the one before is written by
-         * then, or the processor waits for it). */
-        assert_int_equal(f->batches, full + (rest != 0));
-        for (size_t i = 0; i < full; i++)
-            assert_int_equal(f->batch_sizes[i], limit);
-        if (rest) assert_int_equal(f->batch_sizes[full], rest);
-    } else {
-        /* The first HAND_OVER events go to the idle writer; the rest
-         * fill batches while it writes, none past the limit. */
-        assert_int_equal(f->batch_sizes[0], HAND_OVER);
-        assert_true(f->batches >= full + (rest != 0));
-        size_t sum = 0;
-        for (size_t i = 0; i < f->batches; i++) {
-            assert_true(f->batch_sizes[i] <= limit);
-            sum += f->batch_sizes[i];
-        }
-        assert_int_equal(sum, n);
-        assert_true(ao_proc_batches_handed(f->p) >= 1);
-    }
+    assert_int_equal(f->batches, full + (rest != 0));
+    for (size_t i = 0; i < full; i++)
+        assert_int_equal(f->batch_sizes[i], limit);
+    if (rest) assert_int_equal(f->batch_sizes[full], rest);
     /* The tick (the scheduler) ran before each commit. */
     assert_true(f->ticks >= f->batches);
     assert_true(f->tick_at_publish >= 1);
@@ -635,72 +614,6 @@ static void test_max_batch_events_splits(void **state)
 static void test_default_batch_limit(void **state)
 {
     check_batches(*state, 0, 5000);
-}
-
-/* Under the limit too: a long list of posted work does not keep the
- * writer idle until it ends. */
-static void test_long_list_hands_over(void **state)
-{
-    check_batches(*state, 0, 1000);
-}
-
-/* ---- replies expected ------------------------------------------------------------- */
-
-typedef struct expect_item {
-    fx_t *f;
-    uint64_t handed_out;  /* batches handed over when the call's event was durable */
-    uint64_t handed_back; /* and when the reply's was */
-    size_t expected_end;
-} expect_item_t;
-
-static void expect_reply_durable(ao_proc_t *p, void *ud)
-{
-    expect_item_t *it = ud;
-    it->handed_back = ao_proc_batches_handed(p);
-    it->expected_end = ao_proc_expected(p);
-    bump(it->f, &it->f->afters);
-}
-
-static void expect_reply(ao_proc_t *p, void *ud)
-{
-    expect_item_t *it = ud;
-    ao_proc_expect(p, -1);
-    emit_text(p, "wf", "the reply");
-    ao_proc_after_durable(p, expect_reply_durable, it);
-}
-
-static void expect_call_durable(ao_proc_t *p, void *ud)
-{
-    expect_item_t *it = ud;
-    it->handed_out = ao_proc_batches_handed(p);
-    ao_proc_post(p, expect_reply, NULL, it);
-}
-
-static void expect_call(ao_proc_t *p, void *ud)
-{
-    expect_item_t *it = ud;
-    ao_proc_expect(p, 1);
-    emit_text(p, "wf", "a call goes out");
-    ao_proc_after_durable(p, expect_call_durable, it);
-}
-
-/* With a reply expected, the batch goes to the writer (the processor stays
- * free to apply the reply); with none, the processor writes it itself, as
- * for a chain's step. */
-static void test_expected_replies_pipeline(void **state)
-{
-    fx_t *f = *state;
-    make_proc(f, 0);
-    ao_proc_start(f->p);
-    expect_item_t it = {f, 0, 0, 1};
-    ao_proc_post(f->p, expect_call, NULL, &it);
-    wait_count(f, &f->afters, 1, "the reply's durable callback");
-    assert_no_problem(f);
-    assert_int_equal(it.handed_out, 1);
-    assert_int_equal(it.handed_back, 1);
-    assert_int_equal(it.expected_end, 0);
-    assert_int_equal(ao_proc_expected(f->p), 0);
-    assert_int_equal(ao_log_last_seq(f->log), 2);
 }
 
 /* ---- stop ------------------------------------------------------------------------ */
@@ -1240,8 +1153,6 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_callbacks_behind_an_emitting_one_wait, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_batch_events_splits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_default_batch_limit, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_long_list_hands_over, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_expected_replies_pipeline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_runs_posted_drops_later, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_before_start_drops_everything, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_checkpoint_with_events, setup, teardown),
