@@ -5,6 +5,7 @@
 #include "config.h"
 #include "log.h"
 #include "server.h"
+#include "util.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -46,7 +47,8 @@ int main(int argc, char **argv)
         }
         return 1;
     }
-    AO_INFO("server", "ready");
+    char malloc_name[64];
+    AO_INFO("server", "ready malloc=\"%s\"", ao_malloc_name(malloc_name, sizeof malloc_name));
     int sig = 0;
     sigwait(&sigs, &sig);
     AO_INFO("server", "signal received sig=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");

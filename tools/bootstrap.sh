@@ -8,7 +8,7 @@ packages=(
   cmake make gcc g++ pkg-config openssl curl ca-certificates
   libgrpc-dev libgrpc++-dev protobuf-compiler-grpc
   libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libprotobuf-dev
-  libcurl4-openssl-dev librocksdb-dev libssl-dev libcmocka-dev libjansson-dev
+  libcurl4-openssl-dev librocksdb-dev libssl-dev libcmocka-dev libjansson-dev libjemalloc-dev
   python3 python3-grpcio python3-protobuf
   bazel-bootstrap
 )

@@ -2,7 +2,8 @@
 # `make test`: every test, on a fresh Debian 12 machine.
 #   1. Bazel builds the same targets and runs the unit tests (offline); its
 #      server is shut down on exit.
-#   2. The release build compiles (what `make run` and the benchmarks use).
+#   2. The release build compiles (what `make run` and the benchmarks use),
+#      on jemalloc.
 #   3. The ASan + UBSan build runs every test with ctest, which closes the
 #      output.
 set -euo pipefail
@@ -18,6 +19,13 @@ fi
 echo "== cmake: release build"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$jobs"
+# The release agentosd runs on jemalloc (ao_malloc in CMakeLists.txt), and
+# test_util, linked the same way, checks that jemalloc serves its malloc.
+if ! ldd build/server/agentosd | grep -q libjemalloc; then
+  echo "build/server/agentosd is not linked with jemalloc" >&2
+  exit 1
+fi
+./build/tests/unit/test_util >/dev/null
 
 echo "== cmake: AddressSanitizer + UndefinedBehaviorSanitizer build"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DAO_SANITIZE=ON >/dev/null

@@ -271,7 +271,9 @@ int main(int argc, char **argv)
     ao_log_configure("warn", "text");
     mkdir(base, 0755);
     rig_t r;
-    printf("bench_executor: builtin no-op agents, RocksDB log in %s\n\n", base);
+    char malloc_name[64];
+    printf("bench_executor: builtin no-op agents, RocksDB log in %s, malloc: %s\n\n", base,
+           ao_malloc_name(malloc_name, sizeof malloc_name));
 
     /* 1. Fan-out overhead. */
     if (PART("fanout")) {

@@ -2,6 +2,7 @@
 
 #include "mem.h"
 
+#include <dlfcn.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -123,4 +124,19 @@ void ao_sb_free(ao_sb_t *sb)
     free(sb->data);
     sb->data = NULL;
     sb->len = sb->cap = 0;
+}
+
+const char *ao_malloc_name(char *buf, size_t len)
+{
+    /* jemalloc's control entry point, if jemalloc is loaded: linked into
+     * the program, it serves every malloc of the process. Otherwise the C
+     * library's malloc, or a sanitizer's. */
+    typedef int (*mallctl_fn)(const char *, void *, size_t *, void *, size_t);
+    mallctl_fn mallctl = (mallctl_fn)dlsym(RTLD_DEFAULT, "mallctl");
+    const char *version = NULL;
+    size_t vlen = sizeof version;
+    if (!mallctl) snprintf(buf, len, "system");
+    else if (mallctl("version", &version, &vlen, NULL, 0) || !version) snprintf(buf, len, "jemalloc");
+    else snprintf(buf, len, "jemalloc %s", version);
+    return buf;
 }
