@@ -711,9 +711,11 @@ static int apply_resumed(ao_wf_t *wf, const Agentos__V1__Event *ev, ao_status_t 
 
 /* ---- apply ------------------------------------------------------------------ */
 
-static int need_task(ao_wf_t *wf, const Agentos__V1__Event *ev, int32_t *idx, ao_status_t *st)
+/* found: the index of the task ev names, looked up once (-1: none). */
+static int need_task(ao_wf_t *wf, const Agentos__V1__Event *ev, int32_t found, int32_t *idx,
+                     ao_status_t *st)
 {
-    *idx = ao_wf_find(wf, ev->task_id);
+    *idx = found;
     if (*idx < 0)
         return ao_status_set(st, AO_ECORRUPT, "event %llu (%s) names unknown task \"%s\" of %s",
                              (unsigned long long)ev->seq,
@@ -763,10 +765,8 @@ static int apply_event(ao_wf_t *wf, Agentos__V1__Event *ev, int take, ao_status_
     Agentos__V1__TaskState *t = NULL;
     /* The task an event names is the task it may change (a budget event
      * may name another: below); the rest change every task and rebuild. */
-    if (*ev->task_id) {
-        int32_t k = ao_wf_find(wf, ev->task_id);
-        if (k >= 0) drop_packed(&wf->tasks[k]);
-    }
+    int32_t named = *ev->task_id ? ao_wf_find(wf, ev->task_id) : -1;
+    if (named >= 0) drop_packed(&wf->tasks[named]);
 
     switch (ev->type) {
     case ET(WORKFLOW_SUBMITTED):
@@ -797,7 +797,7 @@ static int apply_event(ao_wf_t *wf, Agentos__V1__Event *ev, int take, ao_status_
     }
 
     case ET(TASK_STARTED):
-        if ((rc = need_task(wf, ev, &i, st))) return rc;
+        if ((rc = need_task(wf, ev, named, &i, st))) return rc;
         t = pb->tasks[i];
         set_status(wf, (uint32_t)i, TS(RUNNING));
         t->attempts = ev->attempt ? ev->attempt : t->attempts + 1;
@@ -822,7 +822,7 @@ static int apply_event(ao_wf_t *wf, Agentos__V1__Event *ev, int take, ao_status_
         break;
 
     case ET(TASK_SUCCEEDED): {
-        if ((rc = need_task(wf, ev, &i, st))) return rc;
+        if ((rc = need_task(wf, ev, named, &i, st))) return rc;
         t = pb->tasks[i];
         const Agentos__V1__TaskSucceeded *s = ev->task_succeeded;
         const Agentos__V1__AgentResult *r = s ? s->result : NULL;
@@ -847,7 +847,7 @@ static int apply_event(ao_wf_t *wf, Agentos__V1__Event *ev, int take, ao_status_
     }
 
     case ET(ATTEMPT_FAILED): {
-        if ((rc = need_task(wf, ev, &i, st))) return rc;
+        if ((rc = need_task(wf, ev, named, &i, st))) return rc;
         t = pb->tasks[i];
         const Agentos__V1__AttemptFailed *f = ev->attempt_failed;
         if (!f) break;
@@ -866,7 +866,7 @@ static int apply_event(ao_wf_t *wf, Agentos__V1__Event *ev, int take, ao_status_
     }
 
     case ET(TASK_FAILED): {
-        if ((rc = need_task(wf, ev, &i, st))) return rc;
+        if ((rc = need_task(wf, ev, named, &i, st))) return rc;
         t = pb->tasks[i];
         const Agentos__V1__TaskFailed *f = ev->task_failed;
         if (f) {
@@ -885,7 +885,7 @@ static int apply_event(ao_wf_t *wf, Agentos__V1__Event *ev, int take, ao_status_
     }
 
     case ET(TASK_FALLBACK):
-        if ((rc = need_task(wf, ev, &i, st))) return rc;
+        if ((rc = need_task(wf, ev, named, &i, st))) return rc;
         t = pb->tasks[i];
         t->primary_attempts = t->attempts;
         t->fell_back = 1;
@@ -894,7 +894,7 @@ static int apply_event(ao_wf_t *wf, Agentos__V1__Event *ev, int take, ao_status_
 
     case ET(TASK_SKIPPED):
     case ET(TASK_CANCELLED):
-        if ((rc = need_task(wf, ev, &i, st))) return rc;
+        if ((rc = need_task(wf, ev, named, &i, st))) return rc;
         t = pb->tasks[i];
         if (ev->type == ET(TASK_SKIPPED) && ev->task_skipped)
             ao_pb_set_str(&t->error, ev->task_skipped->reason);
@@ -908,7 +908,7 @@ static int apply_event(ao_wf_t *wf, Agentos__V1__Event *ev, int take, ao_status_
         break;
 
     case ET(TASK_RECOVERED):
-        if ((rc = need_task(wf, ev, &i, st))) return rc;
+        if ((rc = need_task(wf, ev, named, &i, st))) return rc;
         t = pb->tasks[i];
         /* The lost attempt does not count against the retries. */
         if (t->attempts) t->attempts--;
@@ -917,7 +917,7 @@ static int apply_event(ao_wf_t *wf, Agentos__V1__Event *ev, int take, ao_status_
         break;
 
     case ET(PLAN_EXPANDED): {
-        if ((rc = need_task(wf, ev, &i, st))) return rc;
+        if ((rc = need_task(wf, ev, named, &i, st))) return rc;
         const Agentos__V1__PlanExpanded *p = ev->plan_expanded;
         if (!p) break;
         size_t first = pb->n_tasks;
@@ -941,7 +941,7 @@ static int apply_event(ao_wf_t *wf, Agentos__V1__Event *ev, int take, ao_status_
     case ET(FINDING_PUBLISHED):
         if (!ev->finding) break;
         if (*ev->task_id) {
-            if ((rc = need_task(wf, ev, &i, st))) return rc;
+            if ((rc = need_task(wf, ev, named, &i, st))) return rc;
             t = pb->tasks[i];
             push_finding(&t->findings, &t->n_findings, ev->finding, t->spec->id,
                          ao_task_authority(t));
