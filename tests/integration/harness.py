@@ -1,8 +1,9 @@
 """Test harness: a real agentosd in a temporary directory, driven over gRPC.
 
 Every integration test uses this: it writes a ServerConfig, starts the
-built agentosd (path in $AGENTOSD), waits until the health check answers,
-and stops it with SIGTERM (asserting a clean exit and no sanitizer report)
+built agentosd (path in $AGENTOSD), waits until it logs that it listens
+(a channel made before that would sit out gRPC's reconnect backoff, a
+second and more) and then until the health check answers, and stops it with SIGTERM (asserting a clean exit and no sanitizer report)
 or kill -9 (for crash tests) and restarts it on the same data directory.
 Waiting is always on an event with a deadline, never a fixed sleep.
 """
@@ -61,6 +62,10 @@ class Server:
 
     def __init__(self, agents=None, config=None, tmp=None, port=None, args=()):
         self.tmp = tmp or tempfile.mkdtemp(prefix="agentos-it-")
+        # A port the harness chose may be taken by another process (an
+        # outgoing connection's ephemeral port) before agentosd binds it:
+        # start() then moves to another. A port the test chose stays.
+        self.own_port = port is None
         self.port = port or free_port()
         self.data_dir = os.path.join(self.tmp, "data")
         self.config = {
@@ -88,8 +93,26 @@ class Server:
         return path
 
     def start(self, wait=True, expect_exit=False):
-        """Starts agentosd; waits until it serves (or, with expect_exit,
-        until it exits, returning (code, log))."""
+        """Starts agentosd and waits until it listens; then, with wait,
+        until it serves (a TLS server's test checks that itself). With
+        expect_exit, waits until it exits instead, returning (code, log).
+        If the port the harness chose was taken meanwhile, agentosd is
+        started again on another."""
+        for _ in range(5):
+            self._spawn()
+            if expect_exit:
+                code = self.proc.wait(timeout=30)
+                self.log_file.close()
+                return code, self.log()
+            if self._wait_listening():
+                break
+        else:
+            raise AssertionError("agentosd found no free port in 5 tries:\n%s" % self.log())
+        if wait:
+            self.wait_healthy()
+        return self
+
+    def _spawn(self):
         cfg = self.write_config()
         self.starts += 1
         self.log_path = os.path.join(self.tmp, "agentosd-%d.log" % self.starts)
@@ -99,13 +122,26 @@ class Server:
         self.log_file = open(self.log_path, "w")
         self.proc = subprocess.Popen([binary, "--config", cfg] + self.args,
                                      stdout=self.log_file, stderr=subprocess.STDOUT, env=env)
-        if expect_exit:
-            code = self.proc.wait(timeout=30)
+
+    def _wait_listening(self, timeout=30.0):
+        """True once agentosd logs that it listens (it logs at info by
+        default); False if it exited because the harness's port was taken
+        (the port is replaced); fails on any other exit."""
+        def state():
+            if "listening addr=" in self.log():
+                return "listening"
+            return "exited" if self.proc.poll() is not None else None
+        if wait_until(state, timeout, "agentosd to listen on %s" % self.target, interval=0.02) == "listening":
+            return True
+        log = self.log()
+        taken = "cannot listen on %s" % self.target in log
+        if taken and self.own_port and self.config["listen"] == [self.target]:
             self.log_file.close()
-            return code, self.log()
-        if wait:
-            self.wait_healthy()
-        return self
+            self.port = free_port()
+            self.config["listen"] = [self.target]
+            self._channel = None
+            return False
+        raise AssertionError("agentosd exited (%s) while starting:\n%s" % (self.proc.returncode, log))
 
     def log(self):
         with open(self.log_path, errors="replace") as f:

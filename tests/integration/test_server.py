@@ -1,13 +1,15 @@
 """The server foundation, from Python grpcio against the real agentosd:
 health, UNIMPLEMENTED for unknown methods, bearer tokens, TLS and mTLS
 with certificates this test makes, message limits, clean shutdown with
-open streams and in-flight calls, a second agentosd refused, RPC threads
-sized by the CPU affinity, config errors."""
+open streams and in-flight calls, a second agentosd refused, a taken port
+refused (and the harness moving to another), RPC threads sized by the CPU
+affinity, config errors."""
 
 import hashlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -210,6 +212,22 @@ class ServerTest(unittest.TestCase):
         self.assertIn("in use by another agentosd", log)
         # The first keeps serving.
         self.assertEqual(srv.stub().submit(wpb.WorkflowSpec(tasks=[task("a", "noop")])).status, 3)
+        srv.stop()
+
+    def test_taken_port_is_refused_and_the_harness_moves(self):
+        # Another process takes the port the harness chose before agentosd
+        # binds it (here a plain listening socket): agentosd refuses it,
+        # naming the address, and the harness starts it on another port.
+        srv = self.start()
+        taken = srv.port
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as other:
+            other.bind(("127.0.0.1", taken))
+            other.listen(1)
+            srv.start()
+            self.assertNotEqual(srv.port, taken)
+            with open(os.path.join(srv.tmp, "agentosd-1.log")) as first:
+                self.assertIn("cannot listen on 127.0.0.1:%d" % taken, first.read())
+            self.assertEqual(srv.stub().submit(wpb.WorkflowSpec(tasks=[task("a", "noop")])).status, 3)
         srv.stop()
 
     def test_rpc_threads_follow_cpu_affinity(self):
