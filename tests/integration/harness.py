@@ -3,8 +3,9 @@
 Every integration test uses this: it writes a ServerConfig, starts the
 built agentosd (path in $AGENTOSD), waits until it logs that it listens
 (a channel made before that would sit out gRPC's reconnect backoff, a
-second and more) and then until the health check answers, and stops it with SIGTERM (asserting a clean exit and no sanitizer report)
-or kill -9 (for crash tests) and restarts it on the same data directory.
+second and more) and then until the health check answers, and stops it
+with SIGTERM (asserting a clean exit and no sanitizer report) or kill -9
+(for crash tests) and restarts it on the same data directory.
 Waiting is always on an event with a deadline, never a fixed sleep.
 """
 
