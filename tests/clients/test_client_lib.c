@@ -308,6 +308,13 @@ static int count_three(void *ud, const Agentos__V1__Event *e)
     return k->n == 3;
 }
 
+/* Stops at the workflow's final checkpoint: the last event it will have. */
+static int until_final(void *ud, const Agentos__V1__Event *e)
+{
+    (void)ud;
+    return e->checkpoint_saved && strcmp(e->checkpoint_saved->reason, "final") == 0;
+}
+
 static void test_streams_stop_early_and_deadlines(void **state)
 {
     (void)state;
@@ -331,9 +338,19 @@ static void test_streams_stop_early_and_deadlines(void **state)
     ao_client_free(e);
     ao_client_stream_close(s);
 
-    /* Waiting with nothing new: 0 (no event yet), then a deadline ends it. */
+    /* Waiting with nothing new: 0 (no event yet), then a deadline ends it.
+     * The stream follows a finished workflow whose final checkpoint, taken
+     * after its result was sent, is in the log: no event can follow. A
+     * stream of all events could catch another workflow's final checkpoint. */
+    Agentos__V1__StreamEventsRequest fin = AGENTOS__V1__STREAM_EVENTS_REQUEST__INIT;
+    Agentos__V1__EventType saved[] = {AGENTOS__V1__EVENT_TYPE__EVENT_TYPE_CHECKPOINT_SAVED};
+    fin.workflow_id = wf_id;
+    fin.types = saved;
+    fin.n_types = 1;
+    assert_int_equal(ao_client_stream_events(c, &fin, 10000, until_final, NULL, &err), 0);
     Agentos__V1__StreamEventsRequest now = AGENTOS__V1__STREAM_EVENTS_REQUEST__INIT;
     now.from_now = 1;
+    now.workflow_id = wf_id;
     assert_int_equal(ao_client_stream_open(c, &now, 500, &s, &err), 0);
     assert_int_equal(ao_client_stream_next(s, 50, &e, &err), 0);
     int got;
