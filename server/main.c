@@ -47,7 +47,7 @@ int main(int argc, char **argv)
         }
         return 1;
     }
-    char malloc_name[64];
+    char malloc_name[128];
     AO_INFO("server", "ready malloc=\"%s\"", ao_malloc_name(malloc_name, sizeof malloc_name));
     int sig = 0;
     sigwait(&sigs, &sig);

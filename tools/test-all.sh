@@ -19,10 +19,15 @@ fi
 echo "== cmake: release build"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$jobs"
-# The release agentosd runs on jemalloc (ao_malloc in CMakeLists.txt), and
-# test_util, linked the same way, checks that jemalloc serves its malloc.
+# The release agentosd runs on jemalloc (ao_malloc in CMakeLists.txt) with
+# its options (server/malloc_conf.c), and test_util, linked the same way,
+# checks that jemalloc serves its malloc and took the options.
 if ! ldd build/server/agentosd | grep -q libjemalloc; then
   echo "build/server/agentosd is not linked with jemalloc" >&2
+  exit 1
+fi
+if ! nm -D build/server/agentosd | grep -q ' D malloc_conf$'; then
+  echo "build/server/agentosd does not carry jemalloc's options (malloc_conf)" >&2
   exit 1
 fi
 ./build/tests/unit/test_util >/dev/null

@@ -7,6 +7,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,8 +136,15 @@ const char *ao_malloc_name(char *buf, size_t len)
     mallctl_fn mallctl = (mallctl_fn)dlsym(RTLD_DEFAULT, "mallctl");
     const char *version = NULL;
     size_t vlen = sizeof version;
-    if (!mallctl) snprintf(buf, len, "system");
-    else if (mallctl("version", &version, &vlen, NULL, 0) || !version) snprintf(buf, len, "jemalloc");
-    else snprintf(buf, len, "jemalloc %s", version);
+    if (!mallctl) {
+        snprintf(buf, len, "system");
+        return buf;
+    }
+    if (mallctl("version", &version, &vlen, NULL, 0) || !version) version = "";
+    /* On unless MALLOC_CONF turned it off (server/malloc_conf.c). */
+    bool background = false;
+    size_t blen = sizeof background;
+    if (mallctl("background_thread", &background, &blen, NULL, 0)) background = false;
+    snprintf(buf, len, "jemalloc%s%s%s", *version ? " " : "", version, background ? " background_thread" : "");
     return buf;
 }

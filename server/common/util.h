@@ -14,7 +14,8 @@ int64_t ao_now_ms(void);
 /* The malloc this process runs on, for logs and benchmark output:
  * "jemalloc <version>" when jemalloc has taken the C library's place
  * (agentosd and the benchmarks are linked with it: ao_malloc in
- * CMakeLists.txt), else "system" (the C library's, or a sanitizer's).
+ * CMakeLists.txt), followed by " background_thread" when its background
+ * purging is on; else "system" (the C library's, or a sanitizer's).
  * Writes into buf (truncating to len); returns it. */
 const char *ao_malloc_name(char *buf, size_t len);
 /* Monotonic clock, microseconds since an arbitrary origin. */

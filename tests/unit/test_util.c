@@ -2,10 +2,11 @@
  * Unit tests for server/common/util.c: the allocator a process reports.
  *
  * Linked with ao_malloc (jemalloc, outside the sanitizer builds), the test
- * expects "jemalloc <version>" and checks that jemalloc really serves this
- * process's malloc: the bytes its thread has allocated, by jemalloc's own
- * count, grow by a block malloc'd here. Without it (the sanitizers bring
- * their own allocator), "system".
+ * expects "jemalloc <version> background_thread" (server/malloc_conf.c's
+ * options) and checks that jemalloc really serves this process's malloc:
+ * the bytes its thread has allocated, by jemalloc's own count, grow by a
+ * block malloc'd here. Without it (the sanitizers bring their own
+ * allocator), "system".
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,6 +17,7 @@
 #include "util.h"
 
 #include <dlfcn.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,6 +43,15 @@ static void test_malloc_name(void **state)
     assert_int_equal(strncmp(name, "jemalloc 5.", 11), 0);
     mallctl_fn mallctl = (mallctl_fn)dlsym(RTLD_DEFAULT, "mallctl");
     assert_non_null(mallctl);
+    /* server/malloc_conf.c's options took effect, unless the environment
+     * overrode them. */
+    if (!getenv("MALLOC_CONF")) {
+        bool background = false;
+        size_t len = sizeof background;
+        assert_int_equal(mallctl("background_thread", &background, &len, NULL, 0), 0);
+        assert_true(background);
+        assert_non_null(strstr(name, " background_thread"));
+    }
     uint64_t before = thread_allocated(mallctl);
     void *volatile block = malloc(1 << 20);
     assert_non_null(block);
