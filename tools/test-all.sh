@@ -22,11 +22,13 @@ cmake --build build -j"$jobs"
 # The release agentosd runs on jemalloc (ao_malloc in CMakeLists.txt) with
 # its options (server/malloc_conf.c), and test_util, linked the same way,
 # checks that jemalloc serves its malloc and took the options.
-if ! ldd build/server/agentosd | grep -q libjemalloc; then
+# (grep without -q reads all of its input: -q stops at the first match, and
+# under pipefail the writer's SIGPIPE would fail the pipeline.)
+if ! ldd build/server/agentosd | grep libjemalloc >/dev/null; then
   echo "build/server/agentosd is not linked with jemalloc" >&2
   exit 1
 fi
-if ! nm -D build/server/agentosd | grep -q ' D malloc_conf$'; then
+if ! nm -D build/server/agentosd | grep ' D malloc_conf$' >/dev/null; then
   echo "build/server/agentosd does not carry jemalloc's options (malloc_conf)" >&2
   exit 1
 fi
