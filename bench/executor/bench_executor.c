@@ -307,6 +307,10 @@ int main(int argc, char **argv)
         protobuf_c_message_free_unpacked(&s->base, NULL);
     }
     if (fan_rounds > 1) printf("  (medians of %d rounds)\n", fan_rounds);
+    /* This machine's speed changes from minute to minute: the unsynced
+     * write floor, taken right after, tells how fast it was. */
+    printf("  unsynced write floor right after: %.1f us (how fast the machine was; see the chain part)\n",
+           write_floor_us(base, 0, quick ? 500 : 2000));
     printf("  target <= 10 us/task on the fan-out of 1,000: %s (LangGraph.js ~600, Dask ~31 on this machine)\n\n",
            fan_us[0] <= 10 ? "met" : "NOT met");
     }
