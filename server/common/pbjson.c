@@ -562,6 +562,12 @@ static void put_double(ao_sb_t *sb, double v, int is_float)
         ao_sb_puts(sb, v > 0 ? "\"Infinity\"" : "\"-Infinity\"");
         return;
     }
+    if (v == 0 && signbit(v)) {
+        /* Not "-0": JSON parsers (jansson among them) read that as the
+         * integer 0, and the sign would not survive a round trip. */
+        ao_sb_puts(sb, "-0.0");
+        return;
+    }
     char buf[40];
     for (int prec = is_float ? 6 : 15; prec <= 17; prec++) {
         snprintf(buf, sizeof buf, "%.*g", prec, v);

@@ -1,5 +1,5 @@
 /* Unit tests for server/common/pbjson.c: round trips of every field shape,
- * and every error path naming the field. */
+ * every error path naming the field, and seeded mutations of JSON text. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -104,6 +104,17 @@ static void test_special_numbers(void **state)
     assert_non_null(strstr(out, "\"dbl\":\"NaN\""));
     assert_non_null(strstr(out, "\"flt\":\"-Infinity\""));
     assert_non_null(strstr(out, "\"scores\":[\"Infinity\",1e+300,2.5,3]"));
+    free(out);
+    protobuf_c_message_free_unpacked(&m->base, NULL);
+
+    /* Negative zero keeps its sign through a round trip: "-0" would come
+     * back as the integer 0. */
+    Aotest__AllTypes z = AOTEST__ALL_TYPES__INIT;
+    z.dbl = -0.0;
+    out = ao_pbjson_encode(&z.base, 0);
+    assert_string_equal(out, "{\"dbl\":-0.0}");
+    m = (Aotest__AllTypes *)decode_ok(&aotest__all_types__descriptor, out);
+    assert_true(m->dbl == 0 && signbit(m->dbl));
     free(out);
     protobuf_c_message_free_unpacked(&m->base, NULL);
 }
@@ -326,6 +337,205 @@ static void test_ignore_unknown(void **state)
     assert_non_null(strstr(st.msg, "score: expected a number"));
 }
 
+/* A small seeded generator (xorshift64*): the same mutations every run. */
+static uint64_t rnd_state = 0x9e3779b97f4a7c15u;
+
+static unsigned rnd(unsigned n)
+{
+    rnd_state ^= rnd_state >> 12;
+    rnd_state ^= rnd_state << 25;
+    rnd_state ^= rnd_state >> 27;
+    return (unsigned)((rnd_state * 0x2545f4914f6cdd1du) >> 33) % n;
+}
+
+/* One mutation of text (of len bytes) into out (room for len + 64):
+ * a byte replaced, the text cut, or a JSON token inserted. Returns the
+ * new length. */
+static size_t mutate_json(const char *text, size_t len, char *out)
+{
+    static const char *const tokens[] = {
+        "{", "}", "[", "]", "\"", ",", ":", "null", "true", "-", "1e999", "-0", "1.5e-400",
+        "18446744073709551616", "\"-9223372036854775809\"", "\\u0000", "\\ud800", "\\", "\"\":1,",
+        "{\"a\":{\"b\":[[[[]]]]}}", "\"AAEC/w=\"", "\"COLOR_NOPE\"", "2147483648", "NaN", "\xc3\x28",
+    };
+    static const char chars[] = " {}[]\",:0123456789-.etrufnlaEx\\";
+    size_t at = len ? rnd((unsigned)len) : 0;
+    switch (rnd(3)) {
+    case 0:
+        memcpy(out, text, len);
+        if (len) out[at] = chars[rnd(sizeof chars - 1)];
+        return len;
+    case 1:
+        memcpy(out, text, at);
+        return at;
+    default: {
+        const char *t = tokens[rnd(sizeof tokens / sizeof *tokens)];
+        size_t tl = strlen(t);
+        memcpy(out, text, at);
+        memcpy(out + at, t, tl);
+        memcpy(out + at + tl, text + at, len - at);
+        return len + tl;
+    }
+    }
+}
+
+/* A JSON value that a field's decoder has to think about. */
+static json_t *random_value(void)
+{
+    static const json_int_t ints[] = {0, -1, 1, 2147483647, 2147483648, -2147483649, 4294967296,
+                                      INT64_MAX, INT64_MIN, 9007199254740993};
+    static const double reals[] = {0.5, -0.0, 1e300, -1e300, 4294967295.5, 1e-320, 3.0};
+    static const char *const strs[] = {"", "COLOR_RED", "COLOR_NOPE", "NaN", "Infinity", "-Infinity",
+                                       "-9223372036854775809", "18446744073709551616", "12x", " 7",
+                                       "AAEC/w==", "not base64!", "_-8=", "1e5", "0x10", "h\xc3\xa9",
+                                       "DURABILITY_SYNC", "BACKEND_KIND_HTTPS"};
+    switch (rnd(9)) {
+    case 0: return json_null();
+    case 1: return json_boolean(rnd(2));
+    case 2: return json_integer(ints[rnd(sizeof ints / sizeof *ints)]);
+    case 3: return json_real(reals[rnd(sizeof reals / sizeof *reals)]);
+    case 4: return json_stringn("a\0b", 3);
+    case 5: return json_object();
+    case 6: return json_pack("[i,s]", 1, "x");
+    default: return json_string(strs[rnd(sizeof strs / sizeof *strs)]);
+    }
+}
+
+/* Changes one node somewhere in v: a value replaced, a member removed or
+ * added (unknown, or a copy of a sibling's value under another member's
+ * name), an array entry repeated. */
+static void mutate_tree(json_t *v, int depth)
+{
+    if (json_is_object(v) && json_object_size(v)) {
+        size_t pick = rnd((unsigned)json_object_size(v)), i = 0;
+        const char *key;
+        json_t *val;
+        json_object_foreach(v, key, val) {
+            if (i++ != pick) continue;
+            unsigned what = rnd(6);
+            if (what == 0) json_object_del(v, key);
+            else if (what == 1) json_object_set_new(v, "unknownField", random_value());
+            else if (what == 2 || depth > 6 || !(json_is_object(val) || json_is_array(val)))
+                json_object_set_new(v, key, random_value());
+            else mutate_tree(val, depth + 1);
+            return;
+        }
+    } else if (json_is_array(v) && json_array_size(v)) {
+        size_t i = rnd((unsigned)json_array_size(v));
+        json_t *val = json_array_get(v, i);
+        unsigned what = rnd(4);
+        if (what == 0) json_array_append(v, val);
+        else if (what == 1) json_array_remove(v, i);
+        else if (what == 2 || depth > 6 || !(json_is_object(val) || json_is_array(val)))
+            json_array_set_new(v, i, random_value());
+        else mutate_tree(val, depth + 1);
+    }
+}
+
+/* Text that comes from outside (config files, workflow files, agents'
+ * replies) mutated thousands of times: each either decodes, and then
+ * encodes and decodes back to the same JSON, or is refused with AO_EINVAL
+ * and a message, leaving nothing allocated (ASan and LeakSanitizer watch
+ * the test in CI). */
+static void test_mutated_json_is_decoded_or_refused(void **state)
+{
+    (void)state;
+    static const struct {
+        const ProtobufCMessageDescriptor *d;
+        const char *json;
+    } seeds[] = {
+        {&aotest__all_types__descriptor,
+         "{\"i32\":-5,\"s32\":-7,\"u32\":4000000000,\"i64\":\"-9223372036854775808\",\"u64\":\"18446744073709551615\","
+         "\"flt\":1.5,\"dbl\":0.85,\"flag\":true,\"text\":\"h\\u00e9llo\\n\",\"blob\":\"AAEC/w==\","
+         "\"color\":\"COLOR_BLUE\",\"inner\":{\"name\":\"n\",\"values\":[1,-2,3]},\"names\":[\"a\",\"b\"],"
+         "\"inners\":[{\"name\":\"x\"},{}],\"colors\":[\"COLOR_RED\",2],\"labels\":{\"k\":\"v\"},"
+         "\"byId\":{\"7\":{\"name\":\"seven\"}},\"choiceInner\":{\"values\":[9]},\"scores\":[0.5,\"NaN\","
+         "\"-Infinity\"],\"blobs\":[\"AA==\",\"_-8=\"]}"},
+        {&agentos__v1__server_config__descriptor,
+         "{\"listen\":[\"127.0.0.1:7700\"],\"storage\":{\"data_dir\":\"/tmp/x\",\"durability\":"
+         "\"DURABILITY_ASYNC\"},\"agents\":[{\"name\":\"fin\",\"kind\":\"BACKEND_KIND_BUILTIN\","
+         "\"price\":{\"perCallMicros\":\"1500\"},\"builtin\":{\"latencyMs\":20,\"findings\":[\"k=v\"]}}],"
+         "\"limits\":{\"maxTasks\":100}}"},
+        {&agentos__v1__agent_result__descriptor,
+         "{\"output\":\"fine\",\"confidence\":0.8,\"score\":0.5,\"usage\":{\"promptTokens\":\"10\","
+         "\"completionTokens\":\"5\",\"documents\":2},\"findings\":[{\"key\":\"k\",\"value\":\"v\","
+         "\"confidence\":0.9}],\"decisions\":[\"d1\"]}"},
+    };
+    enum { MUTATIONS = 10000 };
+    char buf[4096], cur[4096];
+    size_t decoded = 0, refused = 0;
+    for (size_t k = 0; k < sizeof seeds / sizeof *seeds; k++) {
+        size_t len = strlen(seeds[k].json);
+        assert_true(len < sizeof cur - 64 * 4);
+        for (int i = 0; i < MUTATIONS; i++) {
+            /* One to four mutations stacked on the seed. */
+            memcpy(cur, seeds[k].json, len);
+            size_t n = len;
+            for (unsigned j = 0, stack = 1 + rnd(4); j < stack && n < sizeof cur - 64; j++) {
+                n = mutate_json(cur, n, buf);
+                memcpy(cur, buf, n);
+            }
+            ProtobufCMessage *m = (ProtobufCMessage *)1;
+            ao_status_t st = {0};
+            int rc = ao_pbjson_decode_text(seeds[k].d, cur, n, &m, &st);
+            if (rc) {
+                assert_int_equal(rc, AO_EINVAL);
+                assert_null(m);
+                assert_true(st.msg[0] != 0);
+                refused++;
+                continue;
+            }
+            decoded++;
+            char *out = ao_pbjson_encode(m, 0);
+            ProtobufCMessage *m2 = decode_ok(seeds[k].d, out);
+            char *out2 = ao_pbjson_encode(m2, 0);
+            assert_string_equal(out, out2);
+            free(out);
+            free(out2);
+            protobuf_c_message_free_unpacked(m, NULL);
+            protobuf_c_message_free_unpacked(m2, NULL);
+        }
+    }
+    /* The same seeds mutated as JSON values, to get past the syntax into
+     * each field's checks: wrong types, out-of-range numbers, unknown enum
+     * names, bad base64, NUL in strings, unknown members. */
+    size_t t_decoded = 0, t_refused = 0;
+    for (size_t k = 0; k < sizeof seeds / sizeof *seeds; k++) {
+        for (int i = 0; i < MUTATIONS; i++) {
+            json_t *root = json_loads(seeds[k].json, 0, NULL);
+            assert_non_null(root);
+            for (unsigned j = 0, stack = 1 + rnd(3); j < stack; j++) mutate_tree(root, 0);
+            ProtobufCMessage *m = (ProtobufCMessage *)1;
+            ao_status_t st = {0};
+            int rc = ao_pbjson_decode(seeds[k].d, root, &m, &st);
+            json_decref(root);
+            if (rc) {
+                assert_int_equal(rc, AO_EINVAL);
+                assert_null(m);
+                assert_true(st.msg[0] != 0);
+                t_refused++;
+                continue;
+            }
+            t_decoded++;
+            char *out = ao_pbjson_encode(m, 0);
+            ProtobufCMessage *m2 = decode_ok(seeds[k].d, out);
+            char *out2 = ao_pbjson_encode(m2, 0);
+            assert_string_equal(out, out2);
+            free(out);
+            free(out2);
+            protobuf_c_message_free_unpacked(m, NULL);
+            protobuf_c_message_free_unpacked(m2, NULL);
+        }
+    }
+    assert_true(t_decoded > 1000);
+    assert_true(t_refused > 1000);
+    print_message("%zu mutated values decoded, %zu refused\n", t_decoded, t_refused);
+    /* Both paths were taken, many times. */
+    assert_true(decoded > 100);
+    assert_true(refused > 1000);
+    print_message("%zu mutated texts decoded, %zu refused\n", decoded, refused);
+}
+
 static void test_camel(void **state)
 {
     (void)state;
@@ -351,6 +561,7 @@ int main(void)
         cmocka_unit_test(test_agentos_messages),
         cmocka_unit_test(test_decode_file),
         cmocka_unit_test(test_ignore_unknown),
+        cmocka_unit_test(test_mutated_json_is_decoded_or_refused),
         cmocka_unit_test(test_camel),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
