@@ -20,7 +20,8 @@
  * after latency_ms; how a benchmark gets N connections open at once),
  * prompt_tokens, completion_tokens, score, confidence, content (openai:
  * "json" or "text"), output_bytes (an output of this many bytes, for
- * limits).
+ * limits). On POST /agent, the param "mock.body" is sent back verbatim as
+ * the reply's body, with 200.
  *
  * One thread runs an epoll loop over non-blocking TLS connections (HTTP/1.1
  * keep-alive), with a timer heap for latencies: 10,000 requests in flight
@@ -382,8 +383,15 @@ static void handle_agent(conn_t *c, const char *body, size_t len, const char *id
     behaviour_t b = defaults;
     for (size_t i = 0; i < t->n_params; i++)
         if (!strncmp(t->params[i]->key, "mock.", 5)) set_behaviour(&b, t->params[i]->key + 5, t->params[i]->value);
-    int f = fate(&b, t->task_id);
-    if (f == 429) {
+    /* mock.body: this reply body, verbatim, with 200 (replies that are not
+     * what the protocol says, for tests of their checks). */
+    const char *raw = NULL;
+    for (size_t i = 0; i < t->n_params; i++)
+        if (!strcmp(t->params[i]->key, "mock.body")) raw = t->params[i]->value;
+    int f = raw ? 0 : fate(&b, t->task_id);
+    if (raw) {
+        respond(c, 200, "OK", NULL, raw, &b);
+    } else if (f == 429) {
         char extra[64];
         snprintf(extra, sizeof extra, "Retry-After: %d\r\n", (int)b.retry_after);
         respond(c, 429, "Too Many Requests", extra, "{\"error\":\"slow down\"}", &b);

@@ -9,16 +9,23 @@ that is not a server fault (UNAVAILABLE, UNKNOWN, INTERNAL, DATA_LOSS),
 every INVALID_ARGUMENT must say what is wrong, and agentosd must go on
 serving. Afterwards the log reads back whole (sequence numbers 1..N
 without a gap) and agentosd stops cleanly: exit 0, no sanitizer report
-(ctest runs it under ASan and UBSan)."""
+(ctest runs it under ASan and UBSan).
 
+The same for what agents send back: an https agent (mock_agent over real
+TLS) answers with mutated AgentResult replies and planners with mutated
+plans; every task ends SUCCEEDED or FAILED with an error that says why."""
+
+import json
 import os
 import random
+import shutil
 import subprocess
+import tempfile
 import unittest
 
 import grpc
 
-from harness import Server, builtin, epb, opb, params, task, wpb
+from harness import TS, Mock, Server, builtin, epb, make_certs, opb, params, task, wpb
 
 SERVICE = "/agentos.v1.Orchestrator/"
 # Statuses that would mean agentosd failed, not the request.
@@ -189,6 +196,107 @@ class FuzzTest(unittest.TestCase):
                              check=True, capture_output=True, text=True, timeout=60).stdout.split()
         seqs = [int(s) for s in out]
         self.assertEqual(seqs, list(range(1, len(seqs) + 1)))
+
+
+REPLY = {"output": "fine", "score": 0.5, "confidence": 0.8, "decisions": ["d1"],
+         "findings": [{"key": "k", "value": "v", "confidence": 0.9, "score": 0.4}],
+         "usage": {"promptTokens": "10", "completionTokens": "5", "documents": "1"}}
+PLAN_REPLY = dict(REPLY, plan={"rationale": "split", "tasks": [
+    {"id": "s1", "agent": "noop"}, {"id": "s2", "agent": "https", "dependsOn": ["s1"], "input": "{{deps.s1.output}}"}]})
+JSON_VALUES = [None, True, False, 0, -1, 2**64, -2**63 - 1, 1e308, -0.0, 0.5, "", "NaN", "-Infinity", "x" * 5000,
+               "{{deps.nope.output}}", "s1", "ERROR_CLASS_TIMEOUT", [], {}, [1, "x"], {"id": "s1"},
+               {"id": "s3", "dependsOn": ["s3"]}, {"id": "s1", "agent": "nope"}]
+
+
+def mutate_json_value(rng, v, depth=0):
+    """One change somewhere in the JSON value v (in place where it can)."""
+    if isinstance(v, dict) and v:
+        k = rng.choice(sorted(v))
+        what = rng.randrange(5)
+        if what == 0:
+            del v[k]
+        elif what == 1:
+            v["unknownField" if rng.random() < 0.5 else rng.choice(["plan", "usage", "findings", "tasks"])] = \
+                rng.choice(JSON_VALUES)
+        elif what == 2 or depth > 5 or not isinstance(v[k], (dict, list)):
+            v[k] = rng.choice(JSON_VALUES)
+        else:
+            mutate_json_value(rng, v[k], depth + 1)
+    elif isinstance(v, list) and v:
+        i = rng.randrange(len(v))
+        what = rng.randrange(4)
+        if what == 0:
+            v.append(json.loads(json.dumps(v[i])))  # a duplicate (duplicate subtask ids)
+        elif what == 1:
+            del v[i]
+        elif what == 2 or depth > 5 or not isinstance(v[i], (dict, list)):
+            v[i] = rng.choice(JSON_VALUES)
+        else:
+            mutate_json_value(rng, v[i], depth + 1)
+
+
+def mutated_reply(rng, seed):
+    if rng.random() < 0.25:  # the text itself: cut, or a character changed
+        text = json.dumps(seed)
+        i = rng.randrange(len(text))
+        return text[:i] if rng.random() < 0.5 else text[:i] + rng.choice('{}[]",:-0e\\') + text[i + 1:]
+    v = json.loads(json.dumps(seed))
+    for _ in range(rng.randint(1, 3)):
+        # A plan's subtasks most of the time: that is where the checks are.
+        plan = v.get("plan") if isinstance(v, dict) else None
+        if isinstance(plan, dict) and isinstance(plan.get("tasks"), list) and rng.random() < 0.7:
+            mutate_json_value(rng, plan["tasks"])
+        else:
+            mutate_json_value(rng, v)
+    return json.dumps(v)
+
+
+class AgentReplyFuzzTest(unittest.TestCase):
+    def test_mutated_agent_replies(self):
+        """Replies of an https agent (real TLS, through libcurl) that are not
+        what the protocol says: each task ends SUCCEEDED, or FAILED with an
+        error that says why; planners' mutated plans (cycles, duplicate and
+        unknown ids, wrong types) are refused or expanded; agentosd keeps
+        serving and stops cleanly."""
+        tmp = tempfile.mkdtemp(prefix="agentos-fuzz-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        certs = make_certs(os.path.join(tmp, "certs"))
+        mock = Mock(certs)
+        self.addCleanup(mock.stop)
+        https = {"name": "https", "kind": "BACKEND_KIND_HTTPS", "url": "https://localhost:%d/agent" % mock.https,
+                 "tls": {"caFile": os.path.join(certs, "ca.pem")}, "maxConcurrency": 64,
+                 # Bad replies are failures: the breaker would stop the calls.
+                 "breaker": {"failureThreshold": 100000}}
+        srv = Server(agents=[builtin("noop"), https], config={"limits": {"maxTasks": 2000}}).start()
+        self.addCleanup(srv.cleanup)
+        c = srv.stub()
+        rng = random.Random(1201)
+        workflows = []
+        for w in range(8):
+            tasks = []
+            for i in range(25):
+                planner = i % 5 == 0
+                body = mutated_reply(rng, PLAN_REPLY if planner else REPLY)
+                tasks.append(task("t%d" % i, "https", optional=True, params={"mock.body": body},
+                                  kind=wpb.TASK_KIND_PLANNER if planner else wpb.TASK_KIND_AGENT,
+                                  retry=wpb.RetryPolicy(max_attempts=1)))
+            r = c.submit(wpb.WorkflowSpec(name="replies %d" % w, tasks=tasks), wait=True, timeout=120)
+            workflows.append(r.workflow_id)
+        outcomes = {}
+        for wf_id in workflows:
+            wf = c.get(wf_id)
+            for t in wf.tasks:
+                if "/" in t.spec.id:
+                    continue  # a planner's subtask
+                outcomes[t.status] = outcomes.get(t.status, 0) + 1
+                self.assertIn(t.status, (TS.TASK_STATUS_SUCCEEDED, TS.TASK_STATUS_FAILED),
+                              "%s %s: %s" % (wf_id, t.spec.id, TS.Name(t.status)))
+                if t.status == TS.TASK_STATUS_FAILED:
+                    self.assertTrue(t.error, "%s %s failed without an error" % (wf_id, t.spec.id))
+        # Both outcomes, many times: the mutations reach the checks.
+        self.assertGreater(outcomes.get(TS.TASK_STATUS_SUCCEEDED, 0), 20, outcomes)
+        self.assertGreater(outcomes.get(TS.TASK_STATUS_FAILED, 0), 20, outcomes)
+        srv.stop()
 
 
 if __name__ == "__main__":
