@@ -21,7 +21,8 @@
  * prompt_tokens, completion_tokens, score, confidence, content (openai:
  * "json" or "text"), output_bytes (an output of this many bytes, for
  * limits). On POST /agent, the param "mock.body" is sent back verbatim as
- * the reply's body, with 200.
+ * the reply's body, with 200; on Execute, "mock.result_hex" is the reply
+ * (a packed AgentResult, as hex).
  *
  * One thread runs an epoll loop over non-blocking TLS connections (HTTP/1.1
  * keep-alive), with a timer heap for latencies: 10,000 requests in flight
@@ -700,8 +701,27 @@ static void grpc_execute(ao_rpc_call_t *call, const ProtobufCMessage *m, void *u
     }
     grpc_reply_t *r = ao_xcalloc(1, sizeof *r);
     r->call = call;
-    r->fail = fate(&b, t->task_id) != 0;
-    if (!r->fail) r->result = make_result(&b, t->task_id, t->input);
+    /* mock.result_hex: this AgentResult, packed, as hex. protobuf-c takes
+     * any bytes as a string, so a test can send what other languages'
+     * protobuf would refuse to make (invalid UTF-8). */
+    const char *hex = NULL;
+    for (size_t i = 0; i < t->n_params; i++)
+        if (!strcmp(t->params[i]->key, "mock.result_hex")) hex = t->params[i]->value;
+    if (hex) {
+        size_t n = strlen(hex) / 2;
+        uint8_t *bytes = ao_xmalloc(n ? n : 1);
+        for (size_t k = 0; k < n; k++) {
+            unsigned v = 0;
+            sscanf(hex + 2 * k, "%2x", &v);
+            bytes[k] = (uint8_t)v;
+        }
+        r->result = agentos__v1__agent_result__unpack(NULL, n, bytes);
+        free(bytes);
+        r->fail = r->result == NULL;
+    } else {
+        r->fail = fate(&b, t->task_id) != 0;
+        if (!r->fail) r->result = make_result(&b, t->task_id, t->input);
+    }
     ao_timer_add(timers, (uint64_t)b.latency_ms, grpc_send, r);
 }
 

@@ -11,6 +11,7 @@
 
 #include "log.h"
 #include "mem.h"
+#include "pbutil.h"
 #include "util.h"
 
 #include <errno.h>
@@ -165,10 +166,19 @@ static void on_complete(gcall_t *g, int ok)
         grpc_byte_buffer_reader_destroy(&r);
         o.result = agentos__v1__agent_result__unpack(NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
         grpc_slice_unref(s);
+        char path[200];
         if (!o.result) {
             o.error_class = EC(INVALID_RESPONSE);
             o.retryable = 1;
             snprintf(o.error, sizeof o.error, "the reply of agent %s is not an AgentResult", name);
+        } else if (!ao_pb_check_utf8(&o.result->base, path, sizeof path)) {
+            /* protobuf-c took it; clients in other languages would not. */
+            o.error_class = EC(INVALID_RESPONSE);
+            o.retryable = 1;
+            snprintf(o.error, sizeof o.error, "the reply of agent %s is not an AgentResult: %s is not valid UTF-8",
+                     name, path);
+            agentos__v1__agent_result__free_unpacked(o.result, NULL);
+            o.result = NULL;
         } else if (*o.result->error) {
             o.error_class = EC(AGENT_ERROR);
             o.retryable = o.result->retryable;

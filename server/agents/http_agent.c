@@ -317,7 +317,9 @@ static void parse_openai(http_call_t *hc, ao_agent_outcome_t *o)
     {
         const char *k = json_string_value(json_object_get(f, "key"));
         json_t *v = json_object_get(f, "value");
-        if (!k || !v) continue;
+        /* A finding's key is 1 to 128 bytes: a model's other findings are
+         * dropped, not its whole answer. */
+        if (!k || !v || !*k || strlen(k) > 128) continue;
         Agentos__V1__Finding **slot = ao_pb_push(&r->findings, &r->n_findings, sizeof *slot);
         *slot = ao_xmalloc(sizeof **slot);
         agentos__v1__finding__init(*slot);

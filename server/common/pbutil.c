@@ -1,7 +1,9 @@
 #include "pbutil.h"
 
 #include "mem.h"
+#include "util.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -118,6 +120,70 @@ static ProtobufCMessage *deep_copy(const ProtobufCMessage *m)
 ProtobufCMessage *ao_pb_clone(const ProtobufCMessage *m)
 {
     return deep_copy(m);
+}
+
+/* ---- UTF-8 ------------------------------------------------------------------------- */
+
+static int str_ok(const char *s)
+{
+    return !s || ao_utf8_valid(s, strlen(s), NULL);
+}
+
+/* Writes "prefix.name" or "prefix.name[k]" (k >= 0) into path. */
+static void path_join(char *path, size_t len, const char *prefix, const char *name, long k)
+{
+    if (k >= 0) snprintf(path, len, "%s%s%s[%ld]", prefix, *prefix ? "." : "", name, k);
+    else snprintf(path, len, "%s%s%s", prefix, *prefix ? "." : "", name);
+}
+
+static int check_utf8(const ProtobufCMessage *m, const char *prefix, char *path, size_t len, int depth)
+{
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    /* Deeper than any agentos message; protobuf-c's own limit is higher. */
+    if (depth > 64) return 1;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        if (f->type != PROTOBUF_C_TYPE_STRING && f->type != PROTOBUF_C_TYPE_MESSAGE) continue;
+        const char *member = (const char *)m + f->offset;
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            size_t n = *(const size_t *)((const char *)m + f->quantifier_offset);
+            void *const *arr = *(void *const *const *)member;
+            for (size_t k = 0; k < n && arr; k++) {
+                if (f->type == PROTOBUF_C_TYPE_STRING) {
+                    if (!str_ok(arr[k])) {
+                        path_join(path, len, prefix, f->name, (long)k);
+                        return 0;
+                    }
+                } else if (arr[k]) {
+                    char sub[256];
+                    path_join(sub, sizeof sub, prefix, f->name, (long)k);
+                    if (!check_utf8(arr[k], sub, path, len, depth + 1)) return 0;
+                }
+            }
+            continue;
+        }
+        if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+            *(const uint32_t *)((const char *)m + f->quantifier_offset) != f->id)
+            continue;
+        const void *v = *(void *const *)member;
+        if (f->type == PROTOBUF_C_TYPE_STRING) {
+            if (!str_ok(v)) {
+                path_join(path, len, prefix, f->name, -1);
+                return 0;
+            }
+        } else if (v) {
+            char sub[256];
+            path_join(sub, sizeof sub, prefix, f->name, -1);
+            if (!check_utf8(v, sub, path, len, depth + 1)) return 0;
+        }
+    }
+    return 1;
+}
+
+int ao_pb_check_utf8(const ProtobufCMessage *m, char *path, size_t len)
+{
+    if (len) path[0] = 0;
+    return !m || check_utf8(m, "", path, len, 0);
 }
 
 static size_t varint_size(uint64_t v)

@@ -15,6 +15,13 @@
 ProtobufCMessage *ao_pb_clone(const ProtobufCMessage *m);
 #define AO_PB_CLONE(type, m) ((type *)ao_pb_clone(&(m)->base))
 
+/* Whether every string in m (its fields, repeated fields, map entries and
+ * submessages, at any depth) is valid UTF-8, as proto3 requires and as
+ * protobuf's other implementations check when they parse; protobuf-c does
+ * not. Returns 1 if so; else 0, with the first invalid string's path in
+ * path ("workflow.tasks[2].id", truncated to len). Any thread. */
+int ao_pb_check_utf8(const ProtobufCMessage *m, char *path, size_t len);
+
 /* One length-delimited field on the wire (a submessage packed elsewhere):
  * the bytes it takes, and writing it at buf (which has that many bytes
  * free); returns the bytes written. For appending parts packed once and

@@ -127,6 +127,60 @@ void ao_sb_free(ao_sb_t *sb)
     sb->len = sb->cap = 0;
 }
 
+size_t ao_utf8_seq(const unsigned char *s, size_t n)
+{
+    if (!n) return 0;
+    unsigned char c = s[0];
+    if (c < 0x80) return 1;
+    /* The second byte's range depends on the first (Unicode 15, table 3-7). */
+    size_t need;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) need = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        need = 3;
+        if (c == 0xE0) lo = 0xA0;
+        if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        need = 4;
+        if (c == 0xF0) lo = 0x90;
+        if (c == 0xF4) hi = 0x8F;
+    } else return 0;
+    if (n < need || s[1] < lo || s[1] > hi) return 0;
+    for (size_t k = 2; k < need; k++)
+        if ((s[k] & 0xC0) != 0x80) return 0;
+    return need;
+}
+
+int ao_utf8_valid(const char *s, size_t len, size_t *bad)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t k = 0; k < len;) {
+        size_t n = ao_utf8_seq(u + k, len - k);
+        if (!n) {
+            if (bad) *bad = k;
+            return 0;
+        }
+        k += n;
+    }
+    return 1;
+}
+
+size_t ao_utf8_fix(char *s)
+{
+    unsigned char *u = (unsigned char *)s;
+    size_t len = strlen(s), fixed = 0;
+    for (size_t k = 0; k < len;) {
+        size_t n = ao_utf8_seq(u + k, len - k);
+        if (n) {
+            k += n;
+            continue;
+        }
+        u[k++] = '?';
+        fixed++;
+    }
+    return fixed;
+}
+
 const char *ao_malloc_name(char *buf, size_t len)
 {
     /* jemalloc's control entry point, if jemalloc is loaded: linked into

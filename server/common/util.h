@@ -32,6 +32,18 @@ void ao_sha256_hex(const void *data, size_t len, char out[65]);
  * (different lengths compare unequal, leaking only the length). */
 int ao_const_time_streq(const char *a, const char *b);
 
+/* The length of the valid UTF-8 sequence at s (1 to 4 bytes, of the n
+ * left), or 0 if none starts there: strict, as protobuf's other
+ * implementations check proto3 strings (no overlong forms, no surrogates,
+ * nothing past U+10FFFF). */
+size_t ao_utf8_seq(const unsigned char *s, size_t n);
+/* Whether s (len bytes) is valid UTF-8; if not, *bad (if given) is the
+ * offset of the first invalid byte. */
+int ao_utf8_valid(const char *s, size_t len, size_t *bad);
+/* Replaces each byte of s that starts no valid UTF-8 sequence with '?'.
+ * Returns how many it replaced. */
+size_t ao_utf8_fix(char *s);
+
 /* Whether s (len bytes) is 1..max bytes of [A-Za-z0-9_.:/-]. */
 int ao_valid_id(const char *s, size_t max);
 

@@ -583,6 +583,8 @@ static void on_dispatch_done(ao_dispatch_t *d, ao_agent_outcome_t *o,
     a->outcome = ao_xmalloc(sizeof *a->outcome);
     *a->outcome = *o;
     o->result = NULL;
+    /* It may quote what the agent sent, cut at any byte. */
+    ao_utf8_fix(a->outcome->error);
     Agentos__V1__AgentResult *r = a->outcome->result;
     char why[300];
     /* On the processor (a call that completed inline), packing apart
@@ -933,31 +935,50 @@ static void attempt_failed(ao_engine_t *e, ao_wf_t *wf, uint32_t i, attempt_t *a
     emit_task_failed(e, wf, i, cls, error);
 }
 
-/* Keeps output within limits and valid UTF-8 (clients in other languages
- * reject invalid strings). Returns an error message or NULL. */
+static double unit_interval(double v)
+{
+    if (!isfinite(v) || v < 0) return 0;
+    return v > 1 ? 1 : v;
+}
+
+/* Holds a good reply to the contract (agent.proto, workflow.proto's
+ * Finding): output and findings within limits, a finding's key 1 to 128
+ * bytes; confidences in [0, 1] and scores finite (clamped); a finding's
+ * source_task and authority are the server's to fill, whatever the agent
+ * sent (an agent does not choose its own weight in synthesis); strings
+ * valid UTF-8 (clients in other languages reject invalid strings; bytes
+ * that are not become '?'). Returns an error message or NULL. */
 static const char *check_output(ao_engine_t *e, Agentos__V1__AgentResult *r, char *buf, size_t len)
 {
+    unsigned max = e->cfg->limits->max_output_bytes;
     size_t n = strlen(r->output);
-    if (n > e->cfg->limits->max_output_bytes) {
-        snprintf(buf, len, "output of %zu bytes is over limits.max_output_bytes (%u)", n,
-                 e->cfg->limits->max_output_bytes);
+    if (n > max) {
+        snprintf(buf, len, "output of %zu bytes is over limits.max_output_bytes (%u)", n, max);
         return buf;
     }
-    /* Replace invalid UTF-8 bytes with '?'. */
-    unsigned char *s = (unsigned char *)r->output;
-    for (size_t k = 0; k < n;) {
-        size_t need = s[k] < 0x80 ? 1 : (s[k] >> 5) == 6 ? 2 : (s[k] >> 4) == 14 ? 3 : (s[k] >> 3) == 30 ? 4 : 0;
-        int ok = need && k + need <= n;
-        for (size_t j = 1; ok && j < need; j++) ok = (s[k + j] & 0xC0) == 0x80;
-        if (!ok) {
-            s[k++] = '?';
-            continue;
+    for (size_t k = 0; k < r->n_findings; k++) {
+        Agentos__V1__Finding *f = r->findings[k];
+        size_t kl = strlen(f->key), vl = strlen(f->value);
+        if (kl < 1 || kl > 128) {
+            snprintf(buf, len, "findings[%zu].key: %zu bytes, must be 1 to 128", k, kl);
+            return buf;
         }
-        k += need;
+        if (vl > max) {
+            snprintf(buf, len, "findings[%zu].value of %zu bytes is over limits.max_output_bytes (%u)", k, vl,
+                     max);
+            return buf;
+        }
+        ao_utf8_fix(f->key);
+        ao_utf8_fix(f->value);
+        f->confidence = unit_interval(f->confidence);
+        if (!isfinite(f->score)) f->score = 0;
+        ao_pb_clear_str(&f->source_task);
+        f->authority = 0;
     }
+    ao_utf8_fix(r->output);
+    for (size_t k = 0; k < r->n_decisions; k++) ao_utf8_fix(r->decisions[k]);
     if (!isfinite(r->score)) r->score = 0;
-    if (!isfinite(r->confidence) || r->confidence < 0) r->confidence = 0;
-    if (r->confidence > 1) r->confidence = 1;
+    r->confidence = unit_interval(r->confidence);
     return NULL;
 }
 
@@ -2589,6 +2610,7 @@ int ao_engine_publish(ao_engine_t *e, ao_wf_t *wf, const Agentos__V1__PublishEve
                              req->task_id, wf->pb->id);
     unsigned max = e->cfg->limits->max_output_bytes;
     EVENT(ev, 0, req->task_id);
+    Agentos__V1__Finding finding;
     switch (req->payload_case) {
     case AGENTOS__V1__PUBLISH_EVENT_REQUEST__PAYLOAD_PROGRESS:
         if (strlen(req->progress->message) > max)
@@ -2604,10 +2626,15 @@ int ao_engine_publish(ao_engine_t *e, ao_wf_t *wf, const Agentos__V1__PublishEve
             return ao_status_set(st, AO_ELIMIT, "finding.value is over limits.max_output_bytes (%u)", max);
         if (!(req->finding->confidence >= 0 && req->finding->confidence <= 1))
             return ao_status_set(st, AO_EINVAL, "finding.confidence: must be in [0, 1]");
+        /* source_task and authority are the server's to fill (the task's,
+         * when applied), whatever the client sent. */
+        finding = *req->finding;
+        finding.source_task = (char *)protobuf_c_empty_string;
+        finding.authority = 0;
         ev.type = ET(FINDING_PUBLISHED);
-        ev.confidence = req->finding->confidence;
+        ev.confidence = finding.confidence;
         ev.payload_case = PAY(FINDING);
-        ev.finding = req->finding;
+        ev.finding = &finding;
         break;
     case AGENTOS__V1__PUBLISH_EVENT_REQUEST__PAYLOAD_CUSTOM:
         if (strlen(req->custom->data) > max || strlen(req->custom->name) > 256)

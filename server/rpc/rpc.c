@@ -11,6 +11,7 @@
 
 #include "log.h"
 #include "mem.h"
+#include "pbutil.h"
 
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc_security.h>
@@ -542,6 +543,15 @@ static void dispatch(ao_rpc_server_t *srv, slot_t *s)
     if (!req) {
         char msg[300];
         snprintf(msg, sizeof msg, "the request is not a valid %s message", m->input->name);
+        ao_rpc_fail(c, AO_EINVAL, msg);
+        return;
+    }
+    /* protobuf-c takes any bytes as a string; the other languages' clients
+     * would then fail on every reply and event that carries it. */
+    char path[200];
+    if (!ao_pb_check_utf8(req, path, sizeof path)) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "%s: not valid UTF-8 (proto3 strings must be)", path);
         ao_rpc_fail(c, AO_EINVAL, msg);
         return;
     }

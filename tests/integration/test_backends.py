@@ -16,6 +16,7 @@ import unittest
 
 import grpc
 
+from agentos.v1 import agent_pb2
 from harness import (EV, TS, WS, Mock, Server, epb, make_certs, opb, params, task, task_state,
                      wait_until, wpb)
 
@@ -167,6 +168,51 @@ class BackendsTest(unittest.TestCase):
         r, t = self.run1("grpc", params=params(**{"mock.output_bytes": 100000}))
         self.assertEqual(r.status, WS.WORKFLOW_STATUS_SUCCESS, t.error)
         self.assertEqual(len(t.output), 100000)
+
+    def test_replies_are_held_to_the_contract(self):
+        """What an agent says of itself stops at the contract: confidences
+        clamped to [0, 1], scores finite, a finding's source and authority
+        the server's (the task's: an agent does not choose its weight in
+        synthesis), keys of 1 to 128 bytes; strings that are not valid UTF-8
+        (a gRPC agent can send them, protobuf-c takes them) refused, naming
+        the field. Findings a client publishes get the same."""
+        reply = {"output": "fine", "confidence": 3, "score": 0.5,
+                 "findings": [{"key": "k", "value": "v", "confidence": 7, "score": "NaN",
+                               "authority": 1e9, "sourceTask": "someone-else"}]}
+        r, t = self.run1("https", authority=0.6, params={"mock.body": json.dumps(reply)})
+        self.assertEqual(r.status, WS.WORKFLOW_STATUS_SUCCESS, t.error)
+        self.assertEqual(t.confidence, 1.0)
+        f = t.findings[0]
+        self.assertEqual((f.confidence, f.score, f.authority, f.source_task), (1.0, 0.0, 0.6, t.spec.id))
+        reply["findings"][0]["key"] = "k" * 200
+        r, t = self.run1("https", params={"mock.body": json.dumps(reply)})
+        self.assertEqual(t.error_class, wpb.ERROR_CLASS_INVALID_RESPONSE, t.error)
+        self.assertIn("findings[0].key: 200 bytes, must be 1 to 128", t.error)
+
+        good = agent_pb2.AgentResult(output="OUT-MARK", confidence=0.5,
+                                     findings=[wpb.Finding(key="k", value="VAL-MARK", confidence=0.5)])
+        raw = good.SerializeToString()
+        r, t = self.run1("grpc", params={"mock.result_hex": raw.hex()})
+        self.assertEqual(r.status, WS.WORKFLOW_STATUS_SUCCESS, t.error)
+        self.assertEqual(t.output, "OUT-MARK")
+        for mark, path in ((b"OUT-MARK", "output"), (b"VAL-MARK", "findings[0].value")):
+            bad = raw.replace(mark, mark[:3] + b"\xff" + mark[4:])
+            r, t = self.run1("grpc", params={"mock.result_hex": bad.hex()})
+            self.assertEqual(t.error_class, wpb.ERROR_CLASS_INVALID_RESPONSE, t.error)
+            self.assertIn("the reply of agent grpc is not an AgentResult: %s is not valid UTF-8" % path, t.error)
+            # The workflow still reads back in Python (which refuses invalid strings).
+            self.c.get(r.workflow_id)
+
+        r = self.c.submit(wpb.WorkflowSpec(tasks=[task("held", "https", authority=0.3,
+                                                       params=params(**{"mock.hang": "true"}))]), wait=False)
+        wait_until(lambda: task_state(self.c.get(r.workflow_id), "held").status == TS.TASK_STATUS_RUNNING,
+                   what="the task to run")
+        self.c.PublishEvent(opb.PublishEventRequest(
+            workflow_id=r.workflow_id, task_id="held",
+            finding=wpb.Finding(key="p", value="v", confidence=0.4, authority=50, source_task="forged")))
+        f = task_state(self.c.get(r.workflow_id), "held").findings[0]
+        self.assertEqual((f.source_task, f.authority), ("held", 0.3))
+        self.c.CancelWorkflow(opb.CancelWorkflowRequest(workflow_id=r.workflow_id))
 
     def test_429_with_retry_after_is_honoured(self):
         r, t = self.run1("https", attempts=2, params=params(**{"mock.fail_first": 0, "mock.status": 429,

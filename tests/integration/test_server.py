@@ -3,7 +3,8 @@ health, UNIMPLEMENTED for unknown methods, bearer tokens, TLS and mTLS
 with certificates this test makes, message limits, clean shutdown with
 open streams and in-flight calls, a second agentosd refused, a taken port
 refused (and the harness moving to another), RPC threads sized by the CPU
-affinity, config errors."""
+affinity, config errors; requests that do not decode, or carry strings
+that are not UTF-8, refused."""
 
 import hashlib
 import os
@@ -72,6 +73,18 @@ class ServerTest(unittest.TestCase):
             srv.channel().unary_unary("/agentos.v1.Orchestrator/GetWorkflow")(b"\xff\xff\xff", timeout=5)
         self.assertEqual(cm.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
         self.assertIn("not a valid agentos.v1.GetWorkflowRequest", cm.exception.details())
+        # A string that is not UTF-8 (protobuf-c would take it; Python and
+        # Node clients would then fail on the workflow): INVALID_ARGUMENT,
+        # naming the field, and nothing is stored.
+        spec = wpb.WorkflowSpec(name="ok", tasks=[task("a", "noop", input="IN-MARK")])
+        raw = opb.OrchestrateRequest(workflow=spec, wait=True).SerializeToString().replace(b"IN-MARK", b"IN\xc0MARK")
+        with self.assertRaises(grpc.RpcError) as cm:
+            srv.channel().unary_unary("/agentos.v1.Orchestrator/Orchestrate")(raw, timeout=5)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("workflow.tasks[0].input: not valid UTF-8", cm.exception.details())
+        c = srv.stub()
+        self.assertEqual(len(c.ListWorkflows(opb.ListWorkflowsRequest()).workflows), 0)
+        self.assertEqual(c.submit(spec).status, 3)
         srv.stop()
 
     def test_bearer_tokens(self):

@@ -1,6 +1,7 @@
 /* Unit tests for server/common/pbutil.c: the descriptor-driven deep copy
  * (every field shape, oneofs, maps, unknown fields, shared defaults; a copy
- * that outlives its source) and the repeated-field helpers. */
+ * that outlives its source), the repeated-field helpers, narrowed packing
+ * and the UTF-8 check of every string in a message. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +14,7 @@
 #include "pbjson_test.pb-c.h"
 #include "pbutil.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -227,6 +229,51 @@ static void test_narrowed_packing_same_bytes(void **state)
     ao_pb_narrow_destroy(u);
 }
 
+/* A string of m (found by its JSON value, "@@") made invalid in place:
+ * JSON cannot carry invalid UTF-8, protobuf-c's unpack can. */
+static void spoil(char *s)
+{
+    char *at = strstr(s, "@@");
+    assert_non_null(at);
+    at[0] = (char)0xC0; /* an overlong form's first byte */
+    at[1] = (char)0x80;
+}
+
+static void test_utf8_check_names_the_path(void **state)
+{
+    (void)state;
+    char path[200];
+    Aotest__AllTypes *m = (Aotest__AllTypes *)decode(
+        "{\"text\":\"ok \u00e9\u4e2d\U0001f600\",\"names\":[\"a\",\"b@@\"],\"inner\":{\"name\":\"in@@\"},"
+        "\"inners\":[{},{\"name\":\"x@@\"}],\"labels\":{\"k@@\":\"v@@\"},\"choiceText\":\"c@@\"}");
+    /* Valid as decoded (JSON is UTF-8): each string spoiled in turn is
+     * found, by its path. */
+    assert_int_equal(ao_pb_check_utf8(&m->base, path, sizeof path), 1);
+    struct {
+        char **slot;
+        const char *path;
+    } cases[] = {
+        {&m->choice_text, "choice_text"},
+        {&m->labels[0]->value, "labels[0].value"},
+        {&m->labels[0]->key, "labels[0].key"},
+        {&m->inners[1]->name, "inners[1].name"},
+        {&m->inner->name, "inner.name"},
+        {&m->names[1], "names[1]"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        spoil(*cases[k].slot);
+        assert_int_equal(ao_pb_check_utf8(&m->base, path, sizeof path), 0);
+        /* The .proto's field names (protobuf-c's), not JSON's. */
+        assert_string_equal(path, cases[k].path);
+        /* Made valid again ('?'), the next one is found. */
+        (*cases[k].slot)[strlen(*cases[k].slot) - 2] = '?';
+        (*cases[k].slot)[strlen(*cases[k].slot) - 1] = '?';
+    }
+    assert_int_equal(ao_pb_check_utf8(&m->base, path, sizeof path), 1);
+    assert_int_equal(ao_pb_check_utf8(NULL, path, sizeof path), 1);
+    protobuf_c_message_free_unpacked(&m->base, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -237,6 +284,7 @@ int main(void)
         cmocka_unit_test(test_workflow_state_copy),
         cmocka_unit_test(test_repeated_helpers),
         cmocka_unit_test(test_narrowed_packing_same_bytes),
+        cmocka_unit_test(test_utf8_check_names_the_path),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
