@@ -1595,7 +1595,9 @@ static void skip_task(ao_engine_t *e, ao_wf_t *wf, uint32_t i, const char *reaso
 
 static void cancel_timers(ao_engine_t *e, ao_wf_t *wf);
 
-static void fire_watches(ao_proc_t *p, void *ud)
+/* Answers every client waiting for wf: the workflow's result if it has
+ * finished, else the server is stopping. */
+static void fire_all_watches(ao_proc_t *p, void *ud)
 {
     (void)p;
     ao_wf_t *wf = ud;
@@ -1608,6 +1610,15 @@ static void fire_watches(ao_proc_t *p, void *ud)
         free(w);
         w = next;
     }
+}
+
+/* After the commit of a workflow's result. A resume may have come first
+ * (in an earlier commit callback): it answered the clients waiting for
+ * this result, and those waiting now wait for the next one. */
+static void fire_watches(ao_proc_t *p, void *ud)
+{
+    ao_wf_t *wf = ud;
+    if (ao_wf_status_terminal(wf->pb->status)) fire_all_watches(p, wf);
 }
 
 /* A finished workflow's final checkpoint (with its snapshot) is taken in
@@ -2314,7 +2325,7 @@ static void stop_work(ao_proc_t *p, void *ud)
         }
         cancel_timers(e, wf);
         /* After commit: what they are told may be in this loop's batch. */
-        if (wf->rt && rt(wf)->watches) ao_proc_after_commit(p, fire_watches, wf);
+        if (wf->rt && rt(wf)->watches) ao_proc_after_commit(p, fire_all_watches, wf);
     }
 }
 
@@ -2322,7 +2333,7 @@ static void release_work(ao_proc_t *p, void *ud)
 {
     ao_engine_t *e = ud;
     for (size_t k = 0; k < e->n_order; k++)
-        if (e->order[k]->rt && rt(e->order[k])->watches) fire_watches(p, e->order[k]);
+        if (e->order[k]->rt && rt(e->order[k])->watches) fire_all_watches(p, e->order[k]);
 }
 
 void ao_engine_release_waiters(ao_engine_t *e)
@@ -2563,6 +2574,11 @@ int ao_engine_resume(ao_engine_t *e, ao_wf_t *wf, const Agentos__V1__Checkpoint 
             return ao_status_set(st, AO_EINVAL, "overrides[%zu].max_attempts: at most 100", k);
     }
     take_final(e, wf);
+    /* Clients still waiting for the result this resume replaces get it
+     * now: a resume runs once the state is the log's (a commit callback),
+     * so the result is durable, and the callback that would have answered
+     * them after its commit finds the workflow running again. */
+    fire_all_watches(e->proc, wf);
     ckpt_view_t *own = NULL;
     if (!from) {
         own = build_checkpoint(wf, ao_proc_next_seq(e->proc), "resume", "");

@@ -105,7 +105,9 @@ int ao_engine_submit_prepared(ao_engine_t *e, const char *tenant, ao_submission_
 int ao_engine_cancel(ao_engine_t *e, ao_wf_t *wf, const char *reason, ao_status_t *st);
 
 /* (P) Resumes a finished, non-successful workflow from a checkpoint (NULL:
- * its latest state). Overrides name tasks and agents that must exist. */
+ * its latest state). Overrides name tasks and agents that must exist.
+ * Called once the state is the log's (from an ao_proc_after_commit
+ * callback): clients waiting for the result it replaces are answered. */
 int ao_engine_resume(ao_engine_t *e, ao_wf_t *wf, const Agentos__V1__Checkpoint *from,
                      Agentos__V1__TaskOverride *const *overrides, size_t n_overrides,
                      const Agentos__V1__Budget *budget, uint64_t *seq, ao_status_t *st);
