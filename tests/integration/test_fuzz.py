@@ -304,9 +304,10 @@ class ConcurrentLifecycleTest(unittest.TestCase):
         """Six client threads at once, for a few seconds, on a shared set of
         workflows: submit, cancel, resume (with overrides), checkpoint,
         get, list, publish, stream. Races between a workflow's end, its
-        cancel and its resume must end in statuses, never a fault; at the
-        end every workflow settles, the log reads back 1..N, and agentosd
-        stops cleanly under ASan and UBSan."""
+        cancel and its resume must end in statuses, never a fault; a live
+        subscriber to the whole log sees every event once and in order; at
+        the end every workflow settles, the log reads back 1..N, and
+        agentosd stops cleanly under ASan and UBSan."""
         import threading
         import time
         srv = Server(agents=[builtin("noop"), builtin("slow", latencyMs=30),
@@ -365,6 +366,21 @@ class ConcurrentLifecycleTest(unittest.TestCase):
                         faults.append("%s %s: %s %s" % (op, wf, e.code(), e.details()))
                 counts[key] = counts.get(key, 0) + 1
 
+        # A subscriber to the whole log, live from the first event: it must
+        # see every event once, in order, whatever the races.
+        seen, stream_error = [], []
+        follow = srv.stub().StreamEvents(opb.StreamEventsRequest(from_seq=1), timeout=120)
+
+        def subscriber():
+            try:
+                for ev in follow:
+                    seen.append(ev.seq)
+            except grpc.RpcError as e:
+                if e.code() != grpc.StatusCode.CANCELLED:
+                    stream_error.append(e)
+
+        sub = threading.Thread(target=subscriber, daemon=True)
+        sub.start()
         threads = [threading.Thread(target=worker, args=(k,)) for k in range(6)]
         for t in threads:
             t.start()
@@ -386,6 +402,12 @@ class ConcurrentLifecycleTest(unittest.TestCase):
                 self.assertNotIn(e.code(), SERVER_FAULTS)
         for wf in ids:
             wait_until(lambda: c.get(wf).status in terminal, timeout=20, what="workflow %s to settle" % wf)
+        last = max(c.get(wf).last_seq for wf in ids)
+        wait_until(lambda: seen and seen[-1] >= last, timeout=30, what="the subscriber to reach seq %d" % last)
+        follow.cancel()
+        sub.join(timeout=10)
+        self.assertEqual(stream_error, [])
+        self.assertEqual(seen, list(range(1, len(seen) + 1)), "a gap, a duplicate or a reordering")
         srv.stop()
         out = subprocess.run([os.environ.get("AO_LOGDUMP", "ao-logdump"), srv.data_dir, "--seqs"],
                              check=True, capture_output=True, text=True, timeout=60).stdout.split()
