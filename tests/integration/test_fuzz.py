@@ -21,6 +21,8 @@ import random
 import shutil
 import subprocess
 import tempfile
+import threading
+import time
 import unittest
 
 import grpc
@@ -299,73 +301,124 @@ class AgentReplyFuzzTest(unittest.TestCase):
         srv.stop()
 
 
+TERMINAL = (spb.WorkflowStatus.WORKFLOW_STATUS_SUCCESS, spb.WorkflowStatus.WORKFLOW_STATUS_PARTIAL_SUCCESS,
+            spb.WorkflowStatus.WORKFLOW_STATUS_FAILED, spb.WorkflowStatus.WORKFLOW_STATUS_CANCELLED,
+            spb.WorkflowStatus.WORKFLOW_STATUS_BUDGET_EXCEEDED)
+
+
+def race_agents():
+    return [builtin("noop"), builtin("slow", latencyMs=30),
+            builtin("flaky", latencyMs=5, failFirst=1, failRetryable=True)]
+
+
+class Clients:
+    """Client threads doing random operations on a shared set of workflows
+    (the newest most: those still running, where the races are)."""
+
+    OPS = ["submit", "submit", "cancel", "resume", "checkpoint", "get", "list", "publish", "stream"]
+
+    def __init__(self, srv, n=6, seed=0):
+        self.srv, self.n, self.seed = srv, n, seed
+        self.ids, self.lock = [], threading.Lock()
+        self.faults, self.counts = [], {}
+        self.stop = threading.Event()
+
+    def spec(self, rng):
+        tasks = []
+        for i in range(rng.randint(1, 6)):
+            deps = ["t%d" % j for j in range(i) if rng.random() < 0.4]
+            tasks.append(task("t%d" % i, rng.choice(["noop", "slow", "flaky"]), deps=deps,
+                              optional=rng.random() < 0.5,
+                              retry=wpb.RetryPolicy(max_attempts=rng.randint(1, 3), initial_backoff_ms=5)))
+        return wpb.WorkflowSpec(name="race", tasks=tasks)
+
+    def worker(self, k):
+        rng = random.Random(self.seed * 100 + k)
+        c = self.srv.stub()
+        while not self.stop.is_set():
+            with self.lock:
+                wf = rng.choice(self.ids[-8:]) if self.ids else None
+            op = rng.choice(self.OPS) if wf else "submit"
+            try:
+                if op == "submit":
+                    r = c.submit(self.spec(rng), wait=rng.random() < 0.3, timeout=10)
+                    with self.lock:
+                        self.ids.append(r.workflow_id)
+                elif op == "cancel":
+                    c.CancelWorkflow(opb.CancelWorkflowRequest(workflow_id=wf, reason="race"), timeout=10)
+                elif op == "resume":
+                    c.ResumeWorkflow(opb.ResumeWorkflowRequest(
+                        workflow_id=wf, wait=rng.random() < 0.3,
+                        overrides=[epb.TaskOverride(task_id="t0", agent="noop")]), timeout=10)
+                elif op == "checkpoint":
+                    c.Checkpoint(opb.CheckpointRequest(workflow_id=wf, note="race"), timeout=10)
+                elif op == "get":
+                    c.get(wf)
+                elif op == "list":
+                    c.ListWorkflows(opb.ListWorkflowsRequest(page_size=20), timeout=10)
+                elif op == "publish":
+                    c.PublishEvent(opb.PublishEventRequest(
+                        workflow_id=wf, finding=wpb.Finding(key="k", value="v", confidence=0.5)), timeout=10)
+                else:
+                    for _ in c.StreamEvents(opb.StreamEventsRequest(workflow_id=wf, to_seq=1), timeout=1):
+                        pass
+                key = (op, "OK")
+            except ValueError:
+                return  # the harness closed the channel: agentosd was killed
+            except grpc.RpcError as e:
+                key = (op, e.code().name)
+                if e.code() in SERVER_FAULTS and not self.stop.is_set():
+                    self.faults.append("%s %s: %s %s" % (op, wf, e.code(), e.details()))
+                if e.code() == grpc.StatusCode.UNAVAILABLE and self.stop.is_set():
+                    return
+            with self.lock:
+                self.counts[key] = self.counts.get(key, 0) + 1
+
+    def done(self):
+        with self.lock:
+            return sum(self.counts.values())
+
+    def run(self, until):
+        """Runs the clients until until() returns (it may set stop and kill
+        the server: calls failing then are not faults)."""
+        self.stop.clear()
+        threads = [threading.Thread(target=self.worker, args=(k,)) for k in range(self.n)]
+        for t in threads:
+            t.start()
+        until()
+        self.stop.set()
+        for t in threads:
+            t.join(timeout=60)
+
+    def settle(self, test, c):
+        """Cancels what still runs; waits until every workflow has finished."""
+        for wf in self.ids:
+            try:
+                c.CancelWorkflow(opb.CancelWorkflowRequest(workflow_id=wf, reason="end"))
+            except grpc.RpcError as e:
+                test.assertNotIn(e.code(), SERVER_FAULTS)
+        for wf in self.ids:
+            wait_until(lambda: c.get(wf).status in TERMINAL, timeout=30, what="workflow %s to settle" % wf)
+
+
+def log_seqs(srv):
+    out = subprocess.run([os.environ.get("AO_LOGDUMP", "ao-logdump"), srv.data_dir, "--seqs"],
+                         check=True, capture_output=True, text=True, timeout=60).stdout.split()
+    return [int(x) for x in out]
+
+
 class ConcurrentLifecycleTest(unittest.TestCase):
     def test_concurrent_operations_on_shared_workflows(self):
-        """Six client threads at once, for a few seconds, on a shared set of
+        """Six client threads at once, 1,500 operations, on a shared set of
         workflows: submit, cancel, resume (with overrides), checkpoint,
         get, list, publish, stream. Races between a workflow's end, its
         cancel and its resume must end in statuses, never a fault; a live
         subscriber to the whole log sees every event once and in order; at
         the end every workflow settles, the log reads back 1..N, and
         agentosd stops cleanly under ASan and UBSan."""
-        import threading
-        import time
-        srv = Server(agents=[builtin("noop"), builtin("slow", latencyMs=30),
-                             builtin("flaky", latencyMs=5, failFirst=1, failRetryable=True)]).start()
+        srv = Server(agents=race_agents()).start()
         self.addCleanup(srv.cleanup)
-        ids, ids_lock = [], threading.Lock()
-        faults, counts = [], {}
-        stop_at = time.monotonic() + 4.0
-
-        def spec(rng):
-            n = rng.randint(1, 6)
-            tasks = []
-            for i in range(n):
-                deps = ["t%d" % j for j in range(i) if rng.random() < 0.4]
-                tasks.append(task("t%d" % i, rng.choice(["noop", "slow", "flaky"]), deps=deps,
-                                  optional=rng.random() < 0.5,
-                                  retry=wpb.RetryPolicy(max_attempts=rng.randint(1, 3), initial_backoff_ms=5)))
-            return wpb.WorkflowSpec(name="race", tasks=tasks)
-
-        def worker(seed):
-            rng = random.Random(seed)
-            c = srv.stub()
-            while time.monotonic() < stop_at:
-                with ids_lock:
-                    # The newest: those still running, where the races are.
-                    wf = rng.choice(ids[-8:]) if ids else None
-                op = rng.choice(["submit", "submit", "cancel", "resume", "checkpoint", "get", "list",
-                                 "publish", "stream"]) if wf else "submit"
-                try:
-                    if op == "submit":
-                        r = c.submit(spec(rng), wait=rng.random() < 0.3, timeout=10)
-                        with ids_lock:
-                            ids.append(r.workflow_id)
-                    elif op == "cancel":
-                        c.CancelWorkflow(opb.CancelWorkflowRequest(workflow_id=wf, reason="race"), timeout=10)
-                    elif op == "resume":
-                        c.ResumeWorkflow(opb.ResumeWorkflowRequest(
-                            workflow_id=wf, wait=rng.random() < 0.3,
-                            overrides=[epb.TaskOverride(task_id="t0", agent="noop")]), timeout=10)
-                    elif op == "checkpoint":
-                        c.Checkpoint(opb.CheckpointRequest(workflow_id=wf, note="race"), timeout=10)
-                    elif op == "get":
-                        c.get(wf)
-                    elif op == "list":
-                        c.ListWorkflows(opb.ListWorkflowsRequest(page_size=20), timeout=10)
-                    elif op == "publish":
-                        c.PublishEvent(opb.PublishEventRequest(
-                            workflow_id=wf, finding=wpb.Finding(key="k", value="v", confidence=0.5)), timeout=10)
-                    else:
-                        for _ in c.StreamEvents(opb.StreamEventsRequest(workflow_id=wf, to_seq=1), timeout=1):
-                            pass
-                    key = (op, "OK")
-                except grpc.RpcError as e:
-                    key = (op, e.code().name)
-                    if e.code() in SERVER_FAULTS:
-                        faults.append("%s %s: %s %s" % (op, wf, e.code(), e.details()))
-                counts[key] = counts.get(key, 0) + 1
-
+        clients = Clients(srv)
         # A subscriber to the whole log, live from the first event: it must
         # see every event once, in order, whatever the races.
         seen, stream_error = [], []
@@ -381,37 +434,53 @@ class ConcurrentLifecycleTest(unittest.TestCase):
 
         sub = threading.Thread(target=subscriber, daemon=True)
         sub.start()
-        threads = [threading.Thread(target=worker, args=(k,)) for k in range(6)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=60)
-        self.assertEqual(faults, [], "\n".join(faults[:10]) + "\n" + srv.log()[-3000:])
+        clients.run(until=lambda: wait_until(lambda: clients.done() >= 1500, 120, "1,500 operations"))
+        self.assertEqual(clients.faults, [], "\n".join(clients.faults[:10]) + "\n" + srv.log()[-3000:])
         self.assertIsNone(srv.proc.poll(), "agentosd exited")
-        self.assertGreater(sum(counts.values()), 200, counts)
-        self.assertGreater(counts.get(("submit", "OK"), 0), 20, counts)
-        # Every workflow settles: cancel what is still going, then wait.
+        self.assertGreater(sum(clients.counts.values()), 200, clients.counts)
+        self.assertGreater(clients.counts.get(("submit", "OK"), 0), 20, clients.counts)
         c = srv.stub()
-        terminal = (spb.WorkflowStatus.WORKFLOW_STATUS_SUCCESS, spb.WorkflowStatus.WORKFLOW_STATUS_PARTIAL_SUCCESS,
-                    spb.WorkflowStatus.WORKFLOW_STATUS_FAILED, spb.WorkflowStatus.WORKFLOW_STATUS_CANCELLED,
-                    spb.WorkflowStatus.WORKFLOW_STATUS_BUDGET_EXCEEDED)
-        for wf in ids:
-            try:
-                c.CancelWorkflow(opb.CancelWorkflowRequest(workflow_id=wf, reason="end"))
-            except grpc.RpcError as e:
-                self.assertNotIn(e.code(), SERVER_FAULTS)
-        for wf in ids:
-            wait_until(lambda: c.get(wf).status in terminal, timeout=20, what="workflow %s to settle" % wf)
-        last = max(c.get(wf).last_seq for wf in ids)
+        clients.settle(self, c)
+        last = max(c.get(wf).last_seq for wf in clients.ids)
         wait_until(lambda: seen and seen[-1] >= last, timeout=30, what="the subscriber to reach seq %d" % last)
         follow.cancel()
         sub.join(timeout=10)
         self.assertEqual(stream_error, [])
         self.assertEqual(seen, list(range(1, len(seen) + 1)), "a gap, a duplicate or a reordering")
         srv.stop()
-        out = subprocess.run([os.environ.get("AO_LOGDUMP", "ao-logdump"), srv.data_dir, "--seqs"],
-                             check=True, capture_output=True, text=True, timeout=60).stdout.split()
-        self.assertEqual([int(x) for x in out], list(range(1, len(out) + 1)))
+        seqs = log_seqs(srv)
+        self.assertEqual(seqs, list(range(1, len(seqs) + 1)))
+
+    def test_kill9_during_concurrent_operations(self):
+        """The same clients, and agentosd killed with -9 at a random moment,
+        three times. After each restart every workflow whose submission was
+        acknowledged is there, the unfinished ones go on, and the clients
+        carry on; at the end every workflow settles and the log reads back
+        1..N."""
+        srv = Server(agents=race_agents()).start()
+        self.addCleanup(srv.cleanup)
+        clients = Clients(srv, seed=9)
+        rng = random.Random(99)
+        for rnd in range(3):
+            base = len(clients.ids)
+
+            def crash():
+                wait_until(lambda: len(clients.ids) > base + 15, 30, "submissions to flow")
+                time.sleep(rng.uniform(0.0, 0.5))  # the random moment of the crash
+                clients.stop.set()  # calls in flight now fail UNAVAILABLE: not faults
+                srv.kill9()
+
+            clients.run(until=crash)
+            srv.start()
+            c = srv.stub()
+            for wf in clients.ids:
+                c.get(wf)  # acknowledged: it survived the crash
+        self.assertEqual(clients.faults, [], "\n".join(clients.faults[:10]))
+        c = srv.stub()
+        clients.settle(self, c)
+        srv.stop()
+        seqs = log_seqs(srv)
+        self.assertEqual(seqs, list(range(1, len(seqs) + 1)))
 
 
 if __name__ == "__main__":
