@@ -13,7 +13,12 @@ without a gap) and agentosd stops cleanly: exit 0, no sanitizer report
 
 The same for what agents send back: an https agent (mock_agent over real
 TLS) answers with mutated AgentResult replies and planners with mutated
-plans; every task ends SUCCEEDED or FAILED with an error that says why."""
+plans; every task ends SUCCEEDED or FAILED with an error that says why.
+
+And for races: client threads submitting, cancelling, resuming,
+checkpointing, publishing and streaming on the same workflows at once,
+with a live subscriber to the whole log, and with kill -9 at random
+moments."""
 
 import json
 import os
