@@ -347,7 +347,10 @@ class Clients:
             op = rng.choice(self.OPS) if wf else "submit"
             try:
                 if op == "submit":
-                    r = c.submit(self.spec(rng), wait=rng.random() < 0.3, timeout=10)
+                    # Some retried with a request id: the same workflow back,
+                    # maybe while it is cancelled or resumed.
+                    rid = rng.choice(["", "", "", "again-%d" % self.seed, "again-%d-b" % self.seed])
+                    r = c.submit(self.spec(rng), wait=rng.random() < 0.3, request_id=rid, timeout=10)
                     with self.lock:
                         self.ids.append(r.workflow_id)
                 elif op == "cancel":
