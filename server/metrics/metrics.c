@@ -1,6 +1,7 @@
 /*
  * Threads: one thread accepts and answers scrapes, one connection at a
- * time (scrapes are rare and small). Counters are relaxed atomics.
+ * time (scrapes are rare and small), each within SCRAPE_MS. Counters are
+ * relaxed atomics.
  */
 #include "metrics.h"
 
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 ao_metrics_counters_t ao_metrics;
@@ -44,14 +46,23 @@ char *ao_metrics_render(ao_metrics_gauge_fn *gauges, void **uds, size_t n)
     return ao_sb_take(&sb);
 }
 
+/* A scrape has this long to send its request head and take the reply:
+ * one connection is served at a time, and a client that trickles bytes
+ * must not hold the others off. */
+enum { SCRAPE_MS = 2000 };
+
 static void answer(ao_metrics_server_t *m, int c)
 {
     char req[2048];
     size_t got = 0;
-    /* Read the request head (bounded, with a short timeout). */
+    int64_t deadline = ao_mono_us() + SCRAPE_MS * 1000;
+    struct timeval tv = {SCRAPE_MS / 1000, (SCRAPE_MS % 1000) * 1000};
+    setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    /* Read the request head (bounded in size and in time). */
     while (got < sizeof req - 1) {
+        int64_t left_ms = (deadline - ao_mono_us()) / 1000;
         struct pollfd p = {c, POLLIN, 0};
-        if (poll(&p, 1, 2000) <= 0) return;
+        if (left_ms <= 0 || poll(&p, 1, (int)left_ms) <= 0) return;
         ssize_t r = read(c, req + got, sizeof req - 1 - got);
         if (r <= 0) return;
         got += (size_t)r;

@@ -154,6 +154,28 @@ class StreamTest(unittest.TestCase):
         self.assertLess(fast_secs, 60)
         self.a.CancelWorkflow(opb.CancelWorkflowRequest(workflow_id=wf))
 
+    def test_metrics_scrape_is_not_held_off_by_a_trickling_client(self):
+        """The metrics endpoint serves one connection at a time: a client
+        that sends its request a byte at a time is cut off at the scrape's
+        deadline, and the next scrape is answered while it still trickles."""
+        import socket
+        slow = socket.create_connection(("127.0.0.1", self.metrics_port), timeout=10)
+        answered = threading.Event()
+
+        def trickle():
+            try:
+                while not answered.is_set():
+                    slow.sendall(b"G")
+                    answered.wait(0.2)  # a byte every 0.2 s until the other scrape is answered
+            except OSError:
+                pass  # agentosd closed it: its deadline passed
+        t = threading.Thread(target=trickle, daemon=True)
+        t.start()
+        self.assertGreaterEqual(self.subscribers(), 0)  # answered (its own timeout: 5 s)
+        answered.set()
+        t.join(timeout=10)
+        slow.close()
+
     def test_disconnect_and_deadline_clean_up(self):
         base = self.subscribers()
         s = Collector(self.a, opb.StreamEventsRequest(from_now=True))
