@@ -347,6 +347,7 @@ static int decode_map(const ProtobufCFieldDescriptor *f, json_t *j, ProtobufCMes
     if (!json_is_object(j)) return fail(st, p, "expected an object (a map), got %s", json_type_name(j));
     const ProtobufCMessageDescriptor *ed = f->descriptor;
     size_t n = json_object_size(j);
+    if (!n) return 0; /* as an empty array */
     ProtobufCMessage **arr = ao_xcalloc(n, sizeof *arr);
     *(ProtobufCMessage ***)MEMBER(msg, f->offset) = arr;
     size_t *count = MEMBER(msg, f->quantifier_offset);
@@ -376,6 +377,7 @@ static int decode_repeated(const ProtobufCFieldDescriptor *f, json_t *j, Protobu
 {
     if (!json_is_array(j)) return fail(st, p, "expected an array, got %s", json_type_name(j));
     size_t n = json_array_size(j);
+    if (!n) return 0; /* an empty array is the field unset: nothing held */
     size_t es = ao_pb_elem_size(f->type);
     char *arr = ao_xcalloc(n, es);
     *(void **)MEMBER(msg, f->offset) = arr;

@@ -60,6 +60,7 @@ static int str_unset(const char *s)
 void ao_config_defaults(Agentos__V1__ServerConfig *cfg)
 {
     if (cfg->n_listen == 0) {
+        free(cfg->listen); /* an empty array may still be held */
         cfg->listen = ao_xcalloc(1, sizeof *cfg->listen);
         cfg->listen[0] = ao_xstrdup(AO_DEFAULT_LISTEN);
         cfg->n_listen = 1;

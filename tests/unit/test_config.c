@@ -1,5 +1,6 @@
 /* Unit tests for server/config/config.c: defaults, validation errors naming
- * the field, flags over the file, loopback detection. */
+ * the field, flags over the file, loopback detection, seeded mutations of
+ * a configuration. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -7,6 +8,8 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "jsonmut.h"
+#include "pbjson.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -127,6 +130,55 @@ static void test_loopback(void **state)
     assert_false(ao_config_is_loopback("127example:1"));
 }
 
+/* A configuration mutated thousands of times (jsonmut.h): each that
+ * decodes is, after its defaults, valid or refused with a message, never a
+ * crash; a valid one stays valid. */
+static void test_mutated_configs(void **state)
+{
+    (void)state;
+    static const char seed[] =
+        "{\"listen\":[\"127.0.0.1:7700\"],\"metricsListen\":\"127.0.0.1:9100\",\"rpcThreads\":2,"
+        "\"storage\":{\"dataDir\":\"/tmp/x\",\"durability\":\"DURABILITY_ASYNC\",\"checkpointEveryEvents\":50},"
+        "\"limits\":{\"maxTasks\":100,\"maxInputBytes\":4096,\"maxSubscribers\":8,\"subscriberBuffer\":16},"
+        "\"tokens\":[{\"tenant\":\"alpha\",\"tokenSha256\":\"" 
+        "a3f5c1e2d4b6a8c0e2f4a6b8c0d2e4f6a8b0c2d4e6f8a0b2c4d6e8f0a2b4c6d8\",\"name\":\"ci\"}],"
+        "\"agents\":[{\"name\":\"fin\",\"kind\":\"BACKEND_KIND_BUILTIN\",\"maxConcurrency\":4,"
+        "\"price\":{\"perCallMicros\":\"1500\"},\"breaker\":{\"failureThreshold\":3,\"resetTimeoutMs\":100},"
+        "\"builtin\":{\"latencyMs\":20,\"findings\":[\"k=v\"]}},"
+        "{\"name\":\"web\",\"kind\":\"BACKEND_KIND_HTTPS\",\"url\":\"https://agent.test/agent\","
+        "\"tls\":{\"caFile\":\"/etc/ssl/ca.pem\"},\"apiKey\":{\"env\":\"KEY\"},\"defaultTimeoutMs\":5000},"
+        "{\"name\":\"llm\",\"kind\":\"BACKEND_KIND_OPENAI\",\"url\":\"https://llm.test/v1\","
+        "\"openai\":{\"model\":\"m\",\"temperature\":0.2}}]}";
+    static const char *const own[] = {"fin", "web", "llm", "127.0.0.1:0", "0.0.0.0:7700", "[::1]:7700",
+                                      "BACKEND_KIND_GRPC", "http://plain.test/agent", "localhost:1", "/nonexistent"};
+    jm_t jm = {0xa4093822299f31d0u, own, sizeof own / sizeof *own};
+    size_t valid = 0, refused = 0;
+    for (int i = 0; i < 15000; i++) {
+        json_t *root = json_loads(seed, 0, NULL);
+        assert_non_null(root);
+        for (unsigned j = 0, stack = 1 + jm_rnd(&jm, 3); j < stack; j++) jm_mutate_tree(&jm, root, 0);
+        ProtobufCMessage *m = NULL;
+        ao_status_t st = {0};
+        int rc = ao_pbjson_decode(&agentos__v1__server_config__descriptor, root, &m, &st);
+        json_decref(root);
+        if (rc) continue;
+        Agentos__V1__ServerConfig *cfg = (Agentos__V1__ServerConfig *)m;
+        ao_config_defaults(cfg);
+        rc = ao_config_validate(cfg, &st);
+        if (rc) {
+            assert_true(st.msg[0] != 0);
+            refused++;
+        } else {
+            assert_int_equal(ao_config_validate(cfg, &st), 0);
+            valid++;
+        }
+        ao_config_free(cfg);
+    }
+    print_message("%zu mutated configs valid, %zu refused\n", valid, refused);
+    assert_true(valid > 500);
+    assert_true(refused > 200);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -134,6 +186,7 @@ int main(void)
         cmocka_unit_test(test_flags_override_the_file),
         cmocka_unit_test(test_validation_names_the_field),
         cmocka_unit_test(test_loopback),
+        cmocka_unit_test(test_mutated_configs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,5 +1,6 @@
 /* Unit tests for server/exec/dag.c: validation before anything runs, each
- * error naming its culprit; plan validation and rewriting. */
+ * error naming its culprit; plan validation and rewriting; seeded
+ * mutations of specs. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,6 +9,7 @@
 
 #include "config.h"
 #include "dag.h"
+#include "jsonmut.h"
 #include "pbjson.h"
 
 #include <stdio.h>
@@ -267,6 +269,106 @@ static void test_plans(void **state)
     protobuf_c_message_free_unpacked(&q->base, NULL);
 }
 
+/* Workflow specs mutated tens of thousands of times (jsonmut.h), with
+ * the spec's own ids, agents and template marks among the values, so that
+ * mutations make cycles, self-dependencies, unknown and duplicate ids and
+ * bad templates: each mutated spec that decodes is either valid or
+ * refused with AO_EINVAL or AO_ELIMIT and a message, never a crash (ASan
+ * and UBSan watch in CI), and every valid one still is on a second look. */
+static void test_mutated_specs(void **state)
+{
+    (void)state;
+    static const char *const seeds[] = {
+        "{\"name\":\"deal\",\"labels\":{\"team\":\"a\"},\"context\":{\"target\":\"Acme\"},"
+        "\"budget\":{\"maxTokens\":\"1000\",\"maxApiCalls\":\"9\",\"warnFraction\":0.8,"
+        "\"roleSplit\":{\"analysis\":0.5,\"synthesis\":0.2}},"
+        "\"tasks\":[{\"id\":\"financial\",\"agent\":\"fin\",\"retry\":{\"maxAttempts\":3,"
+        "\"initialBackoffMs\":10,\"multiplier\":2,\"jitter\":0.1}},"
+        "{\"id\":\"legal\",\"agent\":\"legal\",\"dependsOn\":[\"financial\"],\"fallbackAgent\":\"fin\","
+        "\"input\":\"Given {{deps.financial.output}} and {{context.target}}\",\"optional\":true,"
+        "\"impact\":\"no legal view\",\"authority\":0.9,\"params\":{\"k\":\"v\"}},"
+        "{\"id\":\"market\",\"agent\":\"fin\",\"attemptTimeoutMs\":100,\"totalTimeoutMs\":500},"
+        "{\"id\":\"sync\",\"kind\":\"TASK_KIND_SYNC\",\"dependsOn\":[\"legal\",\"market\"]},"
+        "{\"id\":\"synthesis\",\"kind\":\"TASK_KIND_SYNTHESIS\",\"dependsOn\":[\"sync\"]}]}",
+        "{\"strategy\":\"STRATEGY_AUTO\",\"autoStrategy\":{\"singleAgent\":\"fin\",\"objective\":\"o\","
+        "\"singleAgentBelow\":0.3},\"tasks\":[{\"id\":\"plan\",\"kind\":\"TASK_KIND_PLANNER\","
+        "\"agent\":\"fin\"},{\"id\":\"r\",\"kind\":\"TASK_KIND_REFINEMENT\",\"dependsOn\":[\"plan\"],"
+        "\"refinement\":{\"areas\":[\"contracts\",\"patents\"],\"stages\":[{\"name\":\"broad\","
+        "\"agent\":\"fin\",\"input\":\"scan {{area}}\",\"threshold\":0.5},{\"name\":\"deep\","
+        "\"agent\":\"legal\",\"input\":\"{{prev.output}}\",\"threshold\":0.7}]}}]}",
+    };
+    static const char *const own[] = {"financial", "legal", "market", "sync", "synthesis", "plan", "r",
+                                      "fin", "nobody", "{{deps.legal.output}}", "{{deps.nope.output}}",
+                                      "{{context.nope}}", "{{area}}", "{{prev.output}}", "TASK_KIND_PLANNER",
+                                      "TASK_KIND_SYNC", "ROLE_ANALYSIS", "DEPENDENTS_POLICY_RUN_WITH_MISSING"};
+    jm_t jm = {0x243f6a8885a308d3u, own, sizeof own / sizeof *own};
+    enum { MUTATIONS = 15000 };
+    size_t valid = 0, refused = 0, undecodable = 0;
+    ao_dag_env_t env = {cfg};
+    for (size_t k = 0; k < sizeof seeds / sizeof *seeds; k++) {
+        for (int i = 0; i < MUTATIONS; i++) {
+            json_t *root = json_loads(seeds[k], 0, NULL);
+            assert_non_null(root);
+            for (unsigned j = 0, stack = 1 + jm_rnd(&jm, 3); j < stack; j++) jm_mutate_tree(&jm, root, 0);
+            ProtobufCMessage *m = NULL;
+            ao_status_t st = {0};
+            int rc = ao_pbjson_decode(&agentos__v1__workflow_spec__descriptor, root, &m, &st);
+            json_decref(root);
+            if (rc) {
+                undecodable++;
+                continue;
+            }
+            Agentos__V1__WorkflowSpec *s = (Agentos__V1__WorkflowSpec *)m;
+            rc = ao_dag_validate(s, &env, &st);
+            if (rc) {
+                if (rc != AO_EINVAL && rc != AO_ELIMIT) fail_msg("rc %d: %s", rc, st.msg);
+                assert_true(st.msg[0] != 0);
+                refused++;
+            } else {
+                assert_int_equal(ao_dag_validate(s, &env, &st), 0);
+                valid++;
+            }
+            protobuf_c_message_free_unpacked(m, NULL);
+        }
+    }
+    print_message("%zu mutated specs valid, %zu refused, %zu not decoded\n", valid, refused, undecodable);
+    assert_true(valid > 1000);
+    assert_true(refused > 1000);
+
+    /* Plans too: validated and rewritten in place, or refused. */
+    static const char plan[] = "{\"rationale\":\"split\",\"tasks\":[{\"id\":\"s1\",\"agent\":\"fin\"},"
+                               "{\"id\":\"s2\",\"agent\":\"legal\",\"dependsOn\":[\"s1\",\"done\"],"
+                               "\"input\":\"{{deps.s1.output}} {{deps.done.output}}\"},"
+                               "{\"id\":\"s3\",\"kind\":\"TASK_KIND_SYNTHESIS\",\"dependsOn\":[\"s2\"]}]}";
+    static const char *const plan_own[] = {"s1", "s2", "s3", "done", "running", "p/a", "plan", "fin",
+                                           "{{deps.s1.output}}", "{{deps.running.output}}", "TASK_KIND_PLANNER"};
+    jm_t pm = {0x13198a2e03707344u, plan_own, sizeof plan_own / sizeof *plan_own};
+    size_t plans_ok = 0, plans_refused = 0;
+    for (int i = 0; i < MUTATIONS; i++) {
+        json_t *root = json_loads(plan, 0, NULL);
+        for (unsigned j = 0, stack = 1 + jm_rnd(&pm, 3); j < stack; j++) jm_mutate_tree(&pm, root, 0);
+        ProtobufCMessage *m = NULL;
+        ao_status_t st = {0};
+        int rc = ao_pbjson_decode(&agentos__v1__plan__descriptor, root, &m, &st);
+        json_decref(root);
+        if (rc) continue;
+        Agentos__V1__Plan *p = (Agentos__V1__Plan *)m;
+        rc = validate_plan(p, 3, 50, 1, &st);
+        if (rc) {
+            assert_true(st.msg[0] != 0);
+            plans_refused++;
+        } else {
+            /* Rewritten: every subtask is the planner's. */
+            for (size_t t = 0; t < p->n_tasks; t++) assert_int_equal(strncmp(p->tasks[t]->id, "plan/", 5), 0);
+            plans_ok++;
+        }
+        protobuf_c_message_free_unpacked(m, NULL);
+    }
+    print_message("%zu mutated plans valid, %zu refused\n", plans_ok, plans_refused);
+    assert_true(plans_ok > 500);
+    assert_true(plans_refused > 500);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -274,6 +376,7 @@ int main(void)
         cmocka_unit_test(test_culprits_named),    cmocka_unit_test(test_templates),
         cmocka_unit_test(test_limits),            cmocka_unit_test(test_refinement),
         cmocka_unit_test(test_plans),
+        cmocka_unit_test(test_mutated_specs),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

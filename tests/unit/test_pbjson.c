@@ -9,6 +9,7 @@
 #include "agentos/v1/agent.pb-c.h"
 #include "agentos/v1/config.pb-c.h"
 #include "agentos/v1/event.pb-c.h"
+#include "jsonmut.h"
 #include "pbjson.h"
 #include "pbjson_test.pb-c.h"
 
@@ -122,6 +123,15 @@ static void test_special_numbers(void **state)
 static void test_repeated_maps_oneof(void **state)
 {
     (void)state;
+    /* An empty array is the field unset, holding nothing (a config whose
+     * "listen": [] the defaults then fill leaked it). */
+    Aotest__AllTypes *e = (Aotest__AllTypes *)decode_ok(&aotest__all_types__descriptor,
+                                                        "{\"names\":[],\"inners\":[],\"labels\":{}}");
+    assert_int_equal(e->n_names, 0);
+    assert_null(e->names);
+    assert_null(e->inners);
+    assert_null(e->labels);
+    protobuf_c_message_free_unpacked(&e->base, NULL);
     const char *in = "{\"names\":[\"a\",\"b\"],\"inners\":[{\"name\":\"x\",\"values\":[1,2]},{}],"
                      "\"colors\":[\"COLOR_RED\",2],\"labels\":{\"team\":\"risk\",\"env\":\"prod\"},"
                      "\"by_id\":{\"7\":{\"name\":\"seven\"}},\"choiceInner\":{\"name\":\"c\"},"
@@ -337,101 +347,6 @@ static void test_ignore_unknown(void **state)
     assert_non_null(strstr(st.msg, "score: expected a number"));
 }
 
-/* A small seeded generator (xorshift64*): the same mutations every run. */
-static uint64_t rnd_state = 0x9e3779b97f4a7c15u;
-
-static unsigned rnd(unsigned n)
-{
-    rnd_state ^= rnd_state >> 12;
-    rnd_state ^= rnd_state << 25;
-    rnd_state ^= rnd_state >> 27;
-    return (unsigned)((rnd_state * 0x2545f4914f6cdd1du) >> 33) % n;
-}
-
-/* One mutation of text (of len bytes) into out (room for len + 64):
- * a byte replaced, the text cut, or a JSON token inserted. Returns the
- * new length. */
-static size_t mutate_json(const char *text, size_t len, char *out)
-{
-    static const char *const tokens[] = {
-        "{", "}", "[", "]", "\"", ",", ":", "null", "true", "-", "1e999", "-0", "1.5e-400",
-        "18446744073709551616", "\"-9223372036854775809\"", "\\u0000", "\\ud800", "\\", "\"\":1,",
-        "{\"a\":{\"b\":[[[[]]]]}}", "\"AAEC/w=\"", "\"COLOR_NOPE\"", "2147483648", "NaN", "\xc3\x28",
-    };
-    static const char chars[] = " {}[]\",:0123456789-.etrufnlaEx\\";
-    size_t at = len ? rnd((unsigned)len) : 0;
-    switch (rnd(3)) {
-    case 0:
-        memcpy(out, text, len);
-        if (len) out[at] = chars[rnd(sizeof chars - 1)];
-        return len;
-    case 1:
-        memcpy(out, text, at);
-        return at;
-    default: {
-        const char *t = tokens[rnd(sizeof tokens / sizeof *tokens)];
-        size_t tl = strlen(t);
-        memcpy(out, text, at);
-        memcpy(out + at, t, tl);
-        memcpy(out + at + tl, text + at, len - at);
-        return len + tl;
-    }
-    }
-}
-
-/* A JSON value that a field's decoder has to think about. */
-static json_t *random_value(void)
-{
-    static const json_int_t ints[] = {0, -1, 1, 2147483647, 2147483648, -2147483649, 4294967296,
-                                      INT64_MAX, INT64_MIN, 9007199254740993};
-    static const double reals[] = {0.5, -0.0, 1e300, -1e300, 4294967295.5, 1e-320, 3.0};
-    static const char *const strs[] = {"", "COLOR_RED", "COLOR_NOPE", "NaN", "Infinity", "-Infinity",
-                                       "-9223372036854775809", "18446744073709551616", "12x", " 7",
-                                       "AAEC/w==", "not base64!", "_-8=", "1e5", "0x10", "h\xc3\xa9",
-                                       "DURABILITY_SYNC", "BACKEND_KIND_HTTPS"};
-    switch (rnd(9)) {
-    case 0: return json_null();
-    case 1: return json_boolean(rnd(2));
-    case 2: return json_integer(ints[rnd(sizeof ints / sizeof *ints)]);
-    case 3: return json_real(reals[rnd(sizeof reals / sizeof *reals)]);
-    case 4: return json_stringn("a\0b", 3);
-    case 5: return json_object();
-    case 6: return json_pack("[i,s]", 1, "x");
-    default: return json_string(strs[rnd(sizeof strs / sizeof *strs)]);
-    }
-}
-
-/* Changes one node somewhere in v: a value replaced, a member removed or
- * added (unknown, or a copy of a sibling's value under another member's
- * name), an array entry repeated. */
-static void mutate_tree(json_t *v, int depth)
-{
-    if (json_is_object(v) && json_object_size(v)) {
-        size_t pick = rnd((unsigned)json_object_size(v)), i = 0;
-        const char *key;
-        json_t *val;
-        json_object_foreach(v, key, val) {
-            if (i++ != pick) continue;
-            unsigned what = rnd(6);
-            if (what == 0) json_object_del(v, key);
-            else if (what == 1) json_object_set_new(v, "unknownField", random_value());
-            else if (what == 2 || depth > 6 || !(json_is_object(val) || json_is_array(val)))
-                json_object_set_new(v, key, random_value());
-            else mutate_tree(val, depth + 1);
-            return;
-        }
-    } else if (json_is_array(v) && json_array_size(v)) {
-        size_t i = rnd((unsigned)json_array_size(v));
-        json_t *val = json_array_get(v, i);
-        unsigned what = rnd(4);
-        if (what == 0) json_array_append(v, val);
-        else if (what == 1) json_array_remove(v, i);
-        else if (what == 2 || depth > 6 || !(json_is_object(val) || json_is_array(val)))
-            json_array_set_new(v, i, random_value());
-        else mutate_tree(val, depth + 1);
-    }
-}
-
 /* Text that comes from outside (config files, workflow files, agents'
  * replies) mutated thousands of times: each either decodes, and then
  * encodes and decodes back to the same JSON, or is refused with AO_EINVAL
@@ -462,6 +377,7 @@ static void test_mutated_json_is_decoded_or_refused(void **state)
          "\"confidence\":0.9}],\"decisions\":[\"d1\"]}"},
     };
     enum { MUTATIONS = 10000 };
+    jm_t jm = {0x9e3779b97f4a7c15u, NULL, 0};
     char buf[4096], cur[4096];
     size_t decoded = 0, refused = 0;
     for (size_t k = 0; k < sizeof seeds / sizeof *seeds; k++) {
@@ -471,8 +387,8 @@ static void test_mutated_json_is_decoded_or_refused(void **state)
             /* One to four mutations stacked on the seed. */
             memcpy(cur, seeds[k].json, len);
             size_t n = len;
-            for (unsigned j = 0, stack = 1 + rnd(4); j < stack && n < sizeof cur - 64; j++) {
-                n = mutate_json(cur, n, buf);
+            for (unsigned j = 0, stack = 1 + jm_rnd(&jm, 4); j < stack && n < sizeof cur - 64; j++) {
+                n = jm_mutate_text(&jm, cur, n, buf);
                 memcpy(cur, buf, n);
             }
             ProtobufCMessage *m = (ProtobufCMessage *)1;
@@ -504,7 +420,7 @@ static void test_mutated_json_is_decoded_or_refused(void **state)
         for (int i = 0; i < MUTATIONS; i++) {
             json_t *root = json_loads(seeds[k].json, 0, NULL);
             assert_non_null(root);
-            for (unsigned j = 0, stack = 1 + rnd(3); j < stack; j++) mutate_tree(root, 0);
+            for (unsigned j = 0, stack = 1 + jm_rnd(&jm, 3); j < stack; j++) jm_mutate_tree(&jm, root, 0);
             ProtobufCMessage *m = (ProtobufCMessage *)1;
             ao_status_t st = {0};
             int rc = ao_pbjson_decode(seeds[k].d, root, &m, &st);
