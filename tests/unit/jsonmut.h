@@ -13,6 +13,8 @@
 #ifndef AO_TEST_JSONMUT_H
 #define AO_TEST_JSONMUT_H
 
+#include "pbjson.h"
+
 #include <jansson.h>
 #include <stdint.h>
 #include <string.h>
@@ -121,6 +123,20 @@ static inline void jm_mutate_tree(jm_t *m, json_t *v, int depth)
             json_array_set_new(v, i, jm_value(m));
         else jm_mutate_tree(m, val, depth + 1);
     }
+}
+
+/* seed (JSON text) with one to three jm_mutate_tree changes, decoded as
+ * a d: the message, or NULL if it does not decode (a wrong type, say). */
+static inline ProtobufCMessage *jm_mutated_message(jm_t *m, const char *seed, const ProtobufCMessageDescriptor *d)
+{
+    json_t *root = json_loads(seed, 0, NULL);
+    if (!root) return NULL;
+    for (unsigned j = 0, stack = 1 + jm_rnd(m, 3); j < stack; j++) jm_mutate_tree(m, root, 0);
+    ProtobufCMessage *msg = NULL;
+    ao_status_t st = {0};
+    int rc = ao_pbjson_decode(d, root, &msg, &st);
+    json_decref(root);
+    return rc ? NULL : msg;
 }
 
 #endif

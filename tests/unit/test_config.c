@@ -154,17 +154,12 @@ static void test_mutated_configs(void **state)
     jm_t jm = {0xa4093822299f31d0u, own, sizeof own / sizeof *own};
     size_t valid = 0, refused = 0;
     for (int i = 0; i < 15000; i++) {
-        json_t *root = json_loads(seed, 0, NULL);
-        assert_non_null(root);
-        for (unsigned j = 0, stack = 1 + jm_rnd(&jm, 3); j < stack; j++) jm_mutate_tree(&jm, root, 0);
-        ProtobufCMessage *m = NULL;
-        ao_status_t st = {0};
-        int rc = ao_pbjson_decode(&agentos__v1__server_config__descriptor, root, &m, &st);
-        json_decref(root);
-        if (rc) continue;
+        ProtobufCMessage *m = jm_mutated_message(&jm, seed, &agentos__v1__server_config__descriptor);
+        if (!m) continue;
         Agentos__V1__ServerConfig *cfg = (Agentos__V1__ServerConfig *)m;
         ao_config_defaults(cfg);
-        rc = ao_config_validate(cfg, &st);
+        ao_status_t st = {0};
+        int rc = ao_config_validate(cfg, &st);
         if (rc) {
             assert_true(st.msg[0] != 0);
             refused++;

@@ -307,19 +307,14 @@ static void test_mutated_specs(void **state)
     ao_dag_env_t env = {cfg};
     for (size_t k = 0; k < sizeof seeds / sizeof *seeds; k++) {
         for (int i = 0; i < MUTATIONS; i++) {
-            json_t *root = json_loads(seeds[k], 0, NULL);
-            assert_non_null(root);
-            for (unsigned j = 0, stack = 1 + jm_rnd(&jm, 3); j < stack; j++) jm_mutate_tree(&jm, root, 0);
-            ProtobufCMessage *m = NULL;
-            ao_status_t st = {0};
-            int rc = ao_pbjson_decode(&agentos__v1__workflow_spec__descriptor, root, &m, &st);
-            json_decref(root);
-            if (rc) {
+            ProtobufCMessage *m = jm_mutated_message(&jm, seeds[k], &agentos__v1__workflow_spec__descriptor);
+            if (!m) {
                 undecodable++;
                 continue;
             }
             Agentos__V1__WorkflowSpec *s = (Agentos__V1__WorkflowSpec *)m;
-            rc = ao_dag_validate(s, &env, &st);
+            ao_status_t st = {0};
+            int rc = ao_dag_validate(s, &env, &st);
             if (rc) {
                 if (rc != AO_EINVAL && rc != AO_ELIMIT) fail_msg("rc %d: %s", rc, st.msg);
                 assert_true(st.msg[0] != 0);
@@ -345,15 +340,11 @@ static void test_mutated_specs(void **state)
     jm_t pm = {0x13198a2e03707344u, plan_own, sizeof plan_own / sizeof *plan_own};
     size_t plans_ok = 0, plans_refused = 0;
     for (int i = 0; i < MUTATIONS; i++) {
-        json_t *root = json_loads(plan, 0, NULL);
-        for (unsigned j = 0, stack = 1 + jm_rnd(&pm, 3); j < stack; j++) jm_mutate_tree(&pm, root, 0);
-        ProtobufCMessage *m = NULL;
-        ao_status_t st = {0};
-        int rc = ao_pbjson_decode(&agentos__v1__plan__descriptor, root, &m, &st);
-        json_decref(root);
-        if (rc) continue;
+        ProtobufCMessage *m = jm_mutated_message(&pm, plan, &agentos__v1__plan__descriptor);
+        if (!m) continue;
         Agentos__V1__Plan *p = (Agentos__V1__Plan *)m;
-        rc = validate_plan(p, 3, 50, 1, &st);
+        ao_status_t st = {0};
+        int rc = validate_plan(p, 3, 50, 1, &st);
         if (rc) {
             assert_true(st.msg[0] != 0);
             plans_refused++;
