@@ -29,6 +29,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
+# Statuses that would mean agentosd failed, not the request.
+SERVER_FAULTS = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL,
+                 grpc.StatusCode.DATA_LOSS)
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 
 
