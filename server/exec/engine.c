@@ -103,6 +103,10 @@ struct ao_engine {
 
     atomic_uint inflight;
     atomic_uint active;
+    /* Unfinished workflows by tenant (limits.max_active_workflows): tenant
+     * -> count, the entries above 0 only. Processor thread (and recovery,
+     * before it starts). */
+    json_t *tenant_active;
     pthread_mutex_t lock;
     pthread_cond_t cond;
 };
@@ -1621,6 +1625,18 @@ static void fire_watches(ao_proc_t *p, void *ud)
     if (ao_wf_status_terminal(wf->pb->status)) fire_all_watches(p, wf);
 }
 
+/* A workflow of this tenant started (1: submitted, resumed, recovered
+ * unfinished) or finished (-1). */
+static void count_active(ao_engine_t *e, const ao_wf_t *wf, int delta)
+{
+    const char *tenant = wf->pb->tenant;
+    json_int_t n = json_integer_value(json_object_get(e->tenant_active, tenant)) + delta;
+    if (n > 0) json_object_set_new(e->tenant_active, tenant, json_integer(n));
+    else json_object_del(e->tenant_active, tenant);
+    if (delta > 0) atomic_fetch_add(&e->active, (unsigned)delta);
+    else atomic_fetch_sub(&e->active, (unsigned)-delta);
+}
+
 /* A finished workflow's final checkpoint (with its snapshot) is taken in
  * the tick after the one that finished it, so that its packing and its
  * write do not hold up the result: the result's batch is closed by then.
@@ -1664,7 +1680,7 @@ static void complete(ao_engine_t *e, ao_wf_t *wf, int status)
     cancel_timers(e, wf);
     ao_proc_after_commit(e->proc, fire_watches, wf);
     AO_METRIC_INC(workflows_finished);
-    atomic_fetch_sub(&e->active, 1);
+    count_active(e, wf, -1);
     if (status == WS(FAILED)) AO_METRIC_INC(workflows_failed);
     if (status == WS(PARTIAL_SUCCESS)) AO_METRIC_INC(workflows_partial);
     if (status == WS(BUDGET_EXCEEDED)) AO_METRIC_INC(workflows_budget_exceeded);
@@ -2105,6 +2121,7 @@ ao_engine_t *ao_engine_create(const ao_engine_options_t *opt)
     e->loaded_ud = opt->loaded_ud;
     e->wfs = json_object();
     e->requests = json_object();
+    e->tenant_active = json_object();
     atomic_init(&e->inflight, 0);
     atomic_init(&e->active, 0);
     pthread_mutex_init(&e->lock, NULL);
@@ -2233,7 +2250,7 @@ static int load_snapshot(void *ud, const char *wf_id, uint64_t seq, const void *
         c->replayed += r.n;
     }
     add_workflow(c->e, wf);
-    if (!ao_wf_status_terminal(wf->pb->status)) atomic_fetch_add(&c->e->active, 1);
+    if (!ao_wf_status_terminal(wf->pb->status)) count_active(c->e, wf, 1);
     if (c->e->workflow_loaded) c->e->workflow_loaded(c->e->loaded_ud, wf->pb->id, wf->pb->tenant);
     c->loaded++;
     return 0;
@@ -2375,6 +2392,7 @@ void ao_engine_destroy(ao_engine_t *e)
     free(e->finals);
     json_decref(e->wfs);
     json_decref(e->requests);
+    json_decref(e->tenant_active);
     ao_proc_destroy(e->proc);
     pthread_mutex_destroy(&e->lock);
     pthread_cond_destroy(&e->cond);
@@ -2473,6 +2491,17 @@ int ao_engine_submit(ao_engine_t *e, const char *tenant, const Agentos__V1__Work
     return ao_engine_submit_prepared(e, tenant, ao_engine_prepare(e, spec, request_id), out, seq, dedup, st);
 }
 
+/* Whether the tenant has limits.max_active_workflows unfinished
+ * workflows already: another may not start (submitted or resumed). */
+static int over_active_limit(ao_engine_t *e, const char *tenant, ao_status_t *st)
+{
+    json_int_t n = json_integer_value(json_object_get(e->tenant_active, tenant));
+    if (n < (json_int_t)e->cfg->limits->max_active_workflows) return 0;
+    ao_status_set(st, AO_ELIMIT, "tenant %s has %lld unfinished workflows, the limit (limits.max_active_workflows)",
+                  tenant, (long long)n);
+    return 1;
+}
+
 int ao_engine_submit_prepared(ao_engine_t *e, const char *tenant, ao_submission_t *sub, ao_wf_t **out,
                               uint64_t *seq, int *dedup, ao_status_t *st)
 {
@@ -2494,16 +2523,9 @@ int ao_engine_submit_prepared(ao_engine_t *e, const char *tenant, ao_submission_
             return *out ? 0 : AO_EINTERNAL;
         }
     }
-    unsigned active = 0;
-    for (size_t k = 0; k < e->n_order; k++)
-        if (!strcmp(e->order[k]->pb->tenant, tenant) && !ao_wf_status_terminal(e->order[k]->pb->status))
-            active++;
-    if (active >= e->cfg->limits->max_active_workflows) {
+    if (over_active_limit(e, tenant, st)) {
         ao_submission_free(sub);
-        return ao_status_set(st, AO_ELIMIT,
-                             "tenant %s has %u unfinished workflows, the limit "
-                             "(limits.max_active_workflows)",
-                             tenant, active);
+        return AO_ELIMIT;
     }
     Agentos__V1__Event ev = AGENTOS__V1__EVENT__INIT;
     ev.type = ET(WORKFLOW_SUBMITTED);
@@ -2523,7 +2545,7 @@ int ao_engine_submit_prepared(ao_engine_t *e, const char *tenant, ao_submission_
     arm_wall_timers(e, wf);
     mark_dirty(e, wf);
     *out = wf;
-    atomic_fetch_add(&e->active, 1);
+    count_active(e, wf, 1);
     AO_METRIC_INC(workflows_submitted);
     AO_INFO("engine", "workflow submitted id=%s tenant=%s tasks=%zu", wf->pb->id, tenant,
             ao_wf_ntasks(wf));
@@ -2573,6 +2595,7 @@ int ao_engine_resume(ao_engine_t *e, ao_wf_t *wf, const Agentos__V1__Checkpoint 
         if (o->max_attempts > 100)
             return ao_status_set(st, AO_EINVAL, "overrides[%zu].max_attempts: at most 100", k);
     }
+    if (over_active_limit(e, wf->pb->tenant, st)) return AO_ELIMIT;
     take_final(e, wf);
     /* Clients still waiting for the result this resume replaces get it
      * now: a resume runs once the state is the log's (a commit callback),
@@ -2607,7 +2630,7 @@ int ao_engine_resume(ao_engine_t *e, ao_wf_t *wf, const Agentos__V1__Checkpoint 
     /* The stored snapshot says the workflow finished: recovery would not
      * replay past it. A snapshot of the resumed state goes with the event. */
     put_snapshot(e, wf);
-    atomic_fetch_add(&e->active, 1);
+    count_active(e, wf, 1);
     ao_pb_free_strs(&rerun, &n_rerun);
     view_free(own);
     arm_wall_timers(e, wf);

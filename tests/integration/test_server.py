@@ -19,7 +19,7 @@ import unittest
 
 import grpc
 
-from harness import (Client, Server, builtin, free_port, health_pb2, health_pb2_grpc, make_certs, opb,
+from harness import (WS, Client, Server, builtin, free_port, health_pb2, health_pb2_grpc, make_certs, opb,
                      task, wait_until, wpb)
 
 TOKEN = "s3cret-token-of-alpha"
@@ -109,6 +109,44 @@ class ServerTest(unittest.TestCase):
                          health_pb2.HealthCheckResponse.SERVING)
         srv.stop()
         self.assertNotIn(TOKEN, srv.log())
+
+    def test_active_workflow_limit_per_tenant(self):
+        """limits.maxActiveWorkflows counts a tenant's unfinished workflows:
+        submissions and resumes past it are refused (RESOURCE_EXHAUSTED,
+        naming the limit), another tenant is not affected, a finished one
+        frees its place, and a restart counts the recovered ones."""
+        other = "beta-token-7c1d"
+        srv = self.start(agents=[builtin("noop"), builtin("stuck", hang=True)], config={
+            "tokens": [{"tenant": "alpha", "tokenSha256": sha(TOKEN), "name": "a"},
+                       {"tenant": "beta", "tokenSha256": sha(other), "name": "b"}],
+            "limits": {"maxActiveWorkflows": 2}}).start()
+        a, b = srv.stub(TOKEN), srv.stub(other)
+        hold = wpb.WorkflowSpec(tasks=[task("hold", "stuck")])
+
+        def refused(call):
+            with self.assertRaises(grpc.RpcError) as cm:
+                call()
+            self.assertEqual(cm.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+            self.assertIn("tenant alpha has 2 unfinished workflows, the limit (limits.max_active_workflows)",
+                          cm.exception.details())
+
+        a1 = a.submit(hold, wait=False).workflow_id
+        a2 = a.submit(hold, wait=False).workflow_id
+        refused(lambda: a.submit(hold, wait=False))
+        b.submit(hold, wait=False)  # beta's own count
+        a.CancelWorkflow(opb.CancelWorkflowRequest(workflow_id=a1))
+        a.wait_status(a1, [WS.WORKFLOW_STATUS_CANCELLED])
+        a3 = a.submit(hold, wait=False).workflow_id  # a1's place
+        refused(lambda: a.ResumeWorkflow(opb.ResumeWorkflowRequest(workflow_id=a1)))
+        a.CancelWorkflow(opb.CancelWorkflowRequest(workflow_id=a3))
+        a.wait_status(a3, [WS.WORKFLOW_STATUS_CANCELLED])
+        a.ResumeWorkflow(opb.ResumeWorkflowRequest(workflow_id=a1))  # a3's place
+        srv.stop()
+        srv.start()
+        a = srv.stub(TOKEN)
+        self.assertEqual(a.get(a2).status, WS.WORKFLOW_STATUS_RUNNING)
+        refused(lambda: a.submit(hold, wait=False))  # a1 (resumed) and a2, recovered
+        srv.stop()
 
     def test_tls_and_mtls(self):
         srv = self.start(config={"tls": {"certFile": self.cert("server.pem"), "keyFile": self.cert("server.key")}})
