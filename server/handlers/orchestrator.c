@@ -132,23 +132,41 @@ static void on_finished(void *ud, ao_wf_t *wf)
     reply_orchestrate(op);
 }
 
+/* The client went away while waiting. on_call_cancelled took a reference
+ * on the call: op lives in its arena, and the workflow may have finished
+ * (and the reply freed the call) before this runs. */
 static void cancel_wait_work(ao_proc_t *p, void *ud)
 {
     (void)p;
     op_t *op = ud;
-    if (op->finished) return;
-    if (op->watch && op->wf) ao_engine_unwatch(op->h->engine, op->wf, op->watch);
-    op->watch = NULL;
-    op->finished = 1;
-    ao_rpc_fail(op->call, AO_ECANCELLED,
-                "the call ended (client gone or deadline passed); the workflow keeps running");
+    ao_rpc_call_t *call = op->call;
+    if (!op->finished) {
+        if (op->watch && op->wf) ao_engine_unwatch(op->h->engine, op->wf, op->watch);
+        op->watch = NULL;
+        op->finished = 1;
+        ao_rpc_fail(call, AO_ECANCELLED,
+                    "the call ended (client gone or deadline passed); the workflow keeps running");
+    }
+    ao_rpc_call_unref(call);
+}
+
+/* The processor has stopped: its waiters were answered (or are failed now). */
+static void cancel_wait_drop(void *ud)
+{
+    op_t *op = ud;
+    ao_rpc_call_t *call = op->call;
+    if (!op->finished) {
+        op->finished = 1;
+        ao_rpc_fail(call, AO_EUNAVAIL, "agentosd is shutting down");
+    }
+    ao_rpc_call_unref(call);
 }
 
 static void on_call_cancelled(ao_rpc_call_t *call, void *ud)
 {
-    (void)call;
     op_t *op = ud;
-    post(op, cancel_wait_work);
+    ao_rpc_call_ref(call);
+    ao_proc_post(ao_engine_proc(op->h->engine), cancel_wait_work, cancel_wait_drop, op);
 }
 
 /* Replies now, or registers to reply when the workflow finishes. */

@@ -182,73 +182,77 @@ class ConcurrentLifecycleTest(unittest.TestCase):
         acknowledged is there, the unfinished ones go on, and the clients
         carry on; at the end every workflow settles and the log reads back
         1..N."""
-        srv = Server(agents=race_agents()).start()
-        self.addCleanup(srv.cleanup)
-        clients = Clients(srv, seed=9)
-        rng = random.Random(99)
-        for rnd in range(3):
-            base = len(clients.ids)
+        restarts_under_load(self, seed=9, stop=lambda srv: srv.kill9())
 
-            def crash():
-                wait_until(lambda: len(clients.ids) > base + 15, 30, "submissions to flow")
-                time.sleep(rng.uniform(0.0, 0.5))  # the random moment of the crash
-                clients.stop.set()  # calls in flight now fail UNAVAILABLE: not faults
-                srv.kill9()
-
-            clients.run(until=crash)
-            srv.start()
-            c = srv.stub()
-            for wf in clients.ids:
-                c.get(wf)  # acknowledged: it survived the crash
-        self.assertEqual(clients.faults, [], "\n".join(clients.faults[:10]))
-        c = srv.stub()
-        clients.settle(self, c)
-        srv.stop()
-        seqs = log_seqs(srv)
-        self.assertEqual(seqs, list(range(1, len(seqs) + 1)))
-
-
-class ShutdownUnderLoadTest(unittest.TestCase):
     def test_sigterm_during_concurrent_operations(self):
-        """agentosd stopped with SIGTERM, three times, while the racing
-        clients (and a live subscriber) are at it: each stop is clean (exit
-        0, no sanitizer report: the harness checks), every acknowledged
-        submission is there after the restart, and at the end every
-        workflow settles and the log reads back 1..N."""
-        srv = Server(agents=race_agents()).start()
-        self.addCleanup(srv.cleanup)
-        clients = Clients(srv, seed=21)
-        rng = random.Random(2121)
-        for rnd in range(3):
-            base = len(clients.ids)
-            follow = srv.stub().StreamEvents(opb.StreamEventsRequest(from_seq=1), timeout=60)
+        """The same with SIGTERM, a live subscriber and clients waiting for
+        results (some with deadlines that pass as their workflows end):
+        each stop is clean (exit 0, no sanitizer report: the harness
+        checks)."""
+        restarts_under_load(self, seed=21, stop=lambda srv: srv.stop(), follow=True)
 
-            def stop_now():
-                wait_until(lambda: len(clients.ids) > base + 15, 30, "submissions to flow")
-                time.sleep(rng.uniform(0.0, 0.5))  # the random moment of the stop
-                clients.stop.set()  # calls in flight now fail UNAVAILABLE: not faults
-                srv.stop()
+
+def restarts_under_load(test, seed, stop, follow=False):
+    """Three rounds of: the racing clients until a random moment once
+    submissions flow, stop(srv), restart, every acknowledged submission
+    there. Then everything settles and the log reads back 1..N."""
+    srv = Server(agents=race_agents()).start()
+    test.addCleanup(srv.cleanup)
+    clients = Clients(srv, seed=seed)
+    rng = random.Random(seed * 101)
+    for rnd in range(3):
+        base = len(clients.ids)
+        reader = None
+        if follow:
+            stream = srv.stub().StreamEvents(opb.StreamEventsRequest(from_seq=1), timeout=60)
 
             def read():
                 try:
-                    for _ in follow:
+                    for _ in stream:
                         pass
                 except grpc.RpcError:
-                    pass
+                    pass  # ended by the stop
             reader = threading.Thread(target=read, daemon=True)
             reader.start()
-            clients.run(until=stop_now)
-            reader.join(timeout=30)
-            srv.start()
+
+        # Clients waiting for results when the stop comes: the stop answers
+        # them while their calls are being cancelled.
+        waiters = []
+
+        def wait_for_results():
             c = srv.stub()
-            for wf in clients.ids:
-                c.get(wf)  # acknowledged: it survived the stop
-        self.assertEqual(clients.faults, [], "\n".join(clients.faults[:10]))
+            while not clients.stop.is_set():
+                try:
+                    c.submit(wpb.WorkflowSpec(tasks=[task("w", "slow")]), wait=True,
+                             timeout=rng.choice([0.02, 0.05, 5]))
+                except (grpc.RpcError, ValueError):
+                    pass  # a deadline, or the stop: both are the point
+        if follow:
+            waiters = [threading.Thread(target=wait_for_results, daemon=True) for _ in range(4)]
+            for t in waiters:
+                t.start()
+
+        def stop_now():
+            wait_until(lambda: len(clients.ids) > base + 15, 30, "submissions to flow")
+            time.sleep(rng.uniform(0.0, 0.5))  # the random moment of the stop
+            clients.stop.set()  # calls in flight now fail UNAVAILABLE: not faults
+            stop(srv)
+
+        clients.run(until=stop_now)
+        for t in waiters:
+            t.join(timeout=30)
+        if reader:
+            reader.join(timeout=30)
+        srv.start()
         c = srv.stub()
-        clients.settle(self, c)
-        srv.stop()
-        seqs = log_seqs(srv)
-        self.assertEqual(seqs, list(range(1, len(seqs) + 1)))
+        for wf in clients.ids:
+            c.get(wf)  # acknowledged: it survived the stop
+    test.assertEqual(clients.faults, [], "\n".join(clients.faults[:10]))
+    c = srv.stub()
+    clients.settle(test, c)
+    srv.stop()
+    seqs = log_seqs(srv)
+    test.assertEqual(seqs, list(range(1, len(seqs) + 1)))
 
 
 class RemoteClients(Clients):
