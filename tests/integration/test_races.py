@@ -192,13 +192,14 @@ class ConcurrentLifecycleTest(unittest.TestCase):
         restarts_under_load(self, seed=21, stop=lambda srv: srv.stop(), follow=True)
 
 
-def restarts_under_load(test, seed, stop, follow=False):
+def restarts_under_load(test, seed, stop, follow=False, srv=None, clients_cls=None, slow_task=None):
     """Three rounds of: the racing clients until a random moment once
     submissions flow, stop(srv), restart, every acknowledged submission
     there. Then everything settles and the log reads back 1..N."""
-    srv = Server(agents=race_agents()).start()
-    test.addCleanup(srv.cleanup)
-    clients = Clients(srv, seed=seed)
+    if srv is None:
+        srv = Server(agents=race_agents()).start()
+        test.addCleanup(srv.cleanup)
+    clients = (clients_cls or Clients)(srv, seed=seed)
     rng = random.Random(seed * 101)
     for rnd in range(3):
         base = len(clients.ids)
@@ -223,7 +224,7 @@ def restarts_under_load(test, seed, stop, follow=False):
             c = srv.stub()
             while not clients.stop.is_set():
                 try:
-                    c.submit(wpb.WorkflowSpec(tasks=[task("w", "slow")]), wait=True,
+                    c.submit(wpb.WorkflowSpec(tasks=[slow_task() if slow_task else task("w", "slow")]), wait=True,
                              timeout=rng.choice([0.02, 0.05, 5]))
                 except (grpc.RpcError, ValueError):
                     pass  # a deadline, or the stop: both are the point
@@ -275,11 +276,8 @@ class RemoteClients(Clients):
 
 
 class RemoteCancelRaceTest(unittest.TestCase):
-    def test_cancel_and_resume_with_remote_calls_in_flight(self):
-        """Cancels, resumes and timeouts racing with https and gRPC replies:
-        statuses, never a fault; every workflow settles; agentosd stops
-        cleanly under ASan and UBSan (a call freed while its reply arrives
-        would show there)."""
+    def remote_server(self):
+        """agentosd with an https and a gRPC agent on mock_agent over TLS."""
         tmp = tempfile.mkdtemp(prefix="agentos-race-")
         self.addCleanup(shutil.rmtree, tmp, True)
         certs = make_certs(os.path.join(tmp, "certs"))
@@ -293,6 +291,22 @@ class RemoteCancelRaceTest(unittest.TestCase):
              "maxConcurrency": 16, "breaker": {"failureThreshold": 100000}},
         ]).start()
         self.addCleanup(srv.cleanup)
+        return srv
+
+    def test_sigterm_with_remote_calls_in_flight(self):
+        """SIGTERM three times while https and gRPC calls are in flight and
+        clients wait for results: each stop clean, nothing acknowledged
+        lost, everything settles after the restarts."""
+        restarts_under_load(self, seed=33, stop=lambda srv: srv.stop(), follow=True, srv=self.remote_server(),
+                            clients_cls=RemoteClients,
+                            slow_task=lambda: task("w", "https", params=params(**{"mock.latency_ms": 30})))
+
+    def test_cancel_and_resume_with_remote_calls_in_flight(self):
+        """Cancels, resumes and timeouts racing with https and gRPC replies:
+        statuses, never a fault; every workflow settles; agentosd stops
+        cleanly under ASan and UBSan (a call freed while its reply arrives
+        would show there)."""
+        srv = self.remote_server()
         clients = RemoteClients(srv, seed=3)
         clients.run(until=lambda: wait_until(lambda: clients.done() >= 800, 120, "800 operations"))
         self.assertEqual(clients.faults, [], "\n".join(clients.faults[:10]) + "\n" + srv.log()[-3000:])
