@@ -166,6 +166,16 @@ class ConcurrentLifecycleTest(unittest.TestCase):
         self.assertGreater(clients.counts.get(("submit", "OK"), 0), 20, clients.counts)
         c = srv.stub()
         clients.settle(self, c)
+        # Submissions retried with one request id, from six threads at once:
+        # one workflow each.
+        by_request = {}
+        for wf in set(clients.ids):
+            rid = c.get(wf).request_id
+            if rid:
+                by_request.setdefault(rid, set()).add(wf)
+        self.assertTrue(by_request)
+        for rid, wfs in by_request.items():
+            self.assertEqual(len(wfs), 1, "request id %s made %d workflows" % (rid, len(wfs)))
         last = max(c.get(wf).last_seq for wf in clients.ids)
         wait_until(lambda: seen and seen[-1] >= last, timeout=30, what="the subscriber to reach seq %d" % last)
         follow.cancel()
