@@ -39,7 +39,8 @@ static void test_templates(void **state)
 {
     (void)state;
     ao_status_t st;
-    char *r = ao_template_render("Analyse {{ name }}: {{deps.a.output}} {{ bad key }} {{", lookup, NULL, 100, &st);
+    char *r = ao_template_render("Analyse {{ name }}: {{deps.a.output}} {{ bad key }} {{", lookup,
+                                 NULL, 100, &st);
     assert_string_equal(r, "Analyse Acme: revenue {{not expanded}} {{ bad key }} {{");
     free(r);
     assert_null(ao_template_render("{{missing}}", lookup, NULL, 100, &st));
@@ -84,7 +85,8 @@ static char *fuzz_keep(void *ud, const char *key)
 static int all_known(void *ud, const char *key)
 {
     (void)ud;
-    return strcmp(key, "name") && strcmp(key, "empty") && strcmp(key, "big") && strcmp(key, "deps.a.output");
+    return strcmp(key, "name") && strcmp(key, "empty") && strcmp(key, "big") &&
+           strcmp(key, "deps.a.output");
 }
 
 static char *to_name(void *ud, const char *key)
@@ -109,10 +111,13 @@ static void test_random_templates(void **state)
 {
     (void)state;
     memset(long_key, 'k', 201); /* one over the key limit */
-    static const char *const parts[] = {"{{", "}}", "{", "}", " ", "  ", "name", "empty", "big",
-                                        "deps.a.output", "deps.", ".", "nope", "{{name}}", "{{ name }}",
-                                        "{{big}}", "{{nope}}", "{{}}", "{{ }}", "{{na me}}", "{{name",
-                                        "name}}", "\xc3\xa9", "text", "{{{name}}}", long_key, "\n"};
+    static const char *const parts[] = {
+        "{{",      "}}",       "{",        "}",        " ",
+        "  ",      "name",     "empty",    "big",      "deps.a.output",
+        "deps.",   ".",        "nope",     "{{name}}", "{{ name }}",
+        "{{big}}", "{{nope}}", "{{}}",     "{{ }}",    "{{na me}}",
+        "{{name",  "name}}",   "\xc3\xa9", "text",     "{{{name}}}",
+        long_key,  "\n"};
     jm_t jm = {0x452821e638d01377u, NULL, 0};
     char tpl[4096];
     size_t rendered = 0, refused = 0;

@@ -87,24 +87,27 @@ static void test_utf8(void **state)
     } cases[] = {
         {"", 1, 0},
         {"plain ascii", 1, 0},
-        {"\xc3\xa9 \xe4\xb8\xad \xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf", 1, 0}, /* 2, 3, 4 bytes; U+10FFFF */
+        /* 2, 3 and 4 bytes; U+10FFFF */
+        {"\xc3\xa9 \xe4\xb8\xad \xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf", 1, 0},
         {"a\xff", 0, 1},
-        {"\xc0\x80", 0, 0},             /* an overlong NUL */
-        {"\xc1\xbf", 0, 0},             /* overlong */
-        {"ab\xe0\x80\x80", 0, 2},      /* overlong, 3 bytes */
-        {"\xed\xa0\x80", 0, 0},        /* a surrogate (U+D800) */
-        {"\xf0\x80\x80\x80", 0, 0},    /* overlong, 4 bytes */
-        {"\xf4\x90\x80\x80", 0, 0},    /* past U+10FFFF */
+        {"\xc0\x80", 0, 0},         /* an overlong NUL */
+        {"\xc1\xbf", 0, 0},         /* overlong */
+        {"ab\xe0\x80\x80", 0, 2},   /* overlong, 3 bytes */
+        {"\xed\xa0\x80", 0, 0},     /* a surrogate (U+D800) */
+        {"\xf0\x80\x80\x80", 0, 0}, /* overlong, 4 bytes */
+        {"\xf4\x90\x80\x80", 0, 0}, /* past U+10FFFF */
         {"\xf5\x80\x80\x80", 0, 0},
-        {"x\xe4\xb8", 0, 1},            /* cut short */
+        {"x\xe4\xb8", 0, 1}, /* cut short */
         {"\xc3", 0, 0},
-        {"\x80", 0, 0},                  /* a continuation byte alone */
+        {"\x80", 0, 0}, /* a continuation byte alone */
     };
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
         size_t bad = 99;
         int ok = ao_utf8_valid(cases[k].s, strlen(cases[k].s), &bad);
-        if (ok != cases[k].valid) fail_msg("case %zu: valid %d, expected %d", k, ok, cases[k].valid);
-        if (!ok && bad != cases[k].bad) fail_msg("case %zu: bad at %zu, expected %zu", k, bad, cases[k].bad);
+        if (ok != cases[k].valid)
+            fail_msg("case %zu: valid %d, expected %d", k, ok, cases[k].valid);
+        if (!ok && bad != cases[k].bad)
+            fail_msg("case %zu: bad at %zu, expected %zu", k, bad, cases[k].bad);
     }
     char s[] = "ok\xff\xc3\xa9\xed\xa0\x80.\xe4\xb8";
     assert_int_equal(ao_utf8_fix(s), 6);
