@@ -175,8 +175,9 @@ static void on_complete(gcall_t *g, int ok)
             /* protobuf-c took it; clients in other languages would not. */
             o.error_class = EC(INVALID_RESPONSE);
             o.retryable = 1;
-            snprintf(o.error, sizeof o.error, "the reply of agent %s is not an AgentResult: %s is not valid UTF-8",
-                     name, path);
+            snprintf(o.error, sizeof o.error,
+                     "the reply of agent %s is not an AgentResult: %s is not valid UTF-8", name,
+                     path);
             agentos__v1__agent_result__free_unpacked(o.result, NULL);
             o.result = NULL;
         } else if (*o.result->error) {

@@ -132,11 +132,14 @@ static int str_ok(const char *s)
 /* Writes "prefix.name" or "prefix.name[k]" (k >= 0) into path. */
 static void path_join(char *path, size_t len, const char *prefix, const char *name, long k)
 {
-    if (k >= 0) snprintf(path, len, "%s%s%s[%ld]", prefix, *prefix ? "." : "", name, k);
-    else snprintf(path, len, "%s%s%s", prefix, *prefix ? "." : "", name);
+    if (k >= 0)
+        snprintf(path, len, "%s%s%s[%ld]", prefix, *prefix ? "." : "", name, k);
+    else
+        snprintf(path, len, "%s%s%s", prefix, *prefix ? "." : "", name);
 }
 
-static int check_utf8(const ProtobufCMessage *m, const char *prefix, char *path, size_t len, int depth)
+static int check_utf8(const ProtobufCMessage *m, const char *prefix, char *path, size_t len,
+                      int depth)
 {
     const ProtobufCMessageDescriptor *d = m->descriptor;
     /* Deeper than any agentos message; protobuf-c's own limit is higher. */

@@ -135,7 +135,8 @@ size_t ao_utf8_seq(const unsigned char *s, size_t n)
     /* The second byte's range depends on the first (Unicode 15, table 3-7). */
     size_t need;
     unsigned char lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) need = 2;
+    if (c >= 0xC2 && c <= 0xDF)
+        need = 2;
     else if (c >= 0xE0 && c <= 0xEF) {
         need = 3;
         if (c == 0xE0) lo = 0xA0;
@@ -144,7 +145,8 @@ size_t ao_utf8_seq(const unsigned char *s, size_t n)
         need = 4;
         if (c == 0xF0) lo = 0x90;
         if (c == 0xF4) hi = 0x8F;
-    } else return 0;
+    } else
+        return 0;
     if (n < need || s[1] < lo || s[1] > hi) return 0;
     for (size_t k = 2; k < need; k++)
         if ((s[k] & 0xC0) != 0x80) return 0;
@@ -199,6 +201,7 @@ const char *ao_malloc_name(char *buf, size_t len)
     bool background = false;
     size_t blen = sizeof background;
     if (mallctl("background_thread", &background, &blen, NULL, 0)) background = false;
-    snprintf(buf, len, "jemalloc%s%s%s", *version ? " " : "", version, background ? " background_thread" : "");
+    snprintf(buf, len, "jemalloc%s%s%s", *version ? " " : "", version,
+             background ? " background_thread" : "");
     return buf;
 }

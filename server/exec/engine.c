@@ -968,7 +968,8 @@ static const char *check_output(ao_engine_t *e, Agentos__V1__AgentResult *r, cha
             return buf;
         }
         if (vl > max) {
-            snprintf(buf, len, "findings[%zu].value of %zu bytes is over limits.max_output_bytes (%u)", k, vl,
+            snprintf(buf, len,
+                     "findings[%zu].value of %zu bytes is over limits.max_output_bytes (%u)", k, vl,
                      max);
             return buf;
         }
@@ -980,7 +981,8 @@ static const char *check_output(ao_engine_t *e, Agentos__V1__AgentResult *r, cha
         f->authority = 0;
     }
     ao_utf8_fix(r->output);
-    for (size_t k = 0; k < r->n_decisions; k++) ao_utf8_fix(r->decisions[k]);
+    for (size_t k = 0; k < r->n_decisions; k++)
+        ao_utf8_fix(r->decisions[k]);
     if (!isfinite(r->score)) r->score = 0;
     r->confidence = unit_interval(r->confidence);
     return NULL;
@@ -1631,10 +1633,14 @@ static void count_active(ao_engine_t *e, const ao_wf_t *wf, int delta)
 {
     const char *tenant = wf->pb->tenant;
     json_int_t n = json_integer_value(json_object_get(e->tenant_active, tenant)) + delta;
-    if (n > 0) json_object_set_new(e->tenant_active, tenant, json_integer(n));
-    else json_object_del(e->tenant_active, tenant);
-    if (delta > 0) atomic_fetch_add(&e->active, (unsigned)delta);
-    else atomic_fetch_sub(&e->active, (unsigned)-delta);
+    if (n > 0)
+        json_object_set_new(e->tenant_active, tenant, json_integer(n));
+    else
+        json_object_del(e->tenant_active, tenant);
+    if (delta > 0)
+        atomic_fetch_add(&e->active, (unsigned)delta);
+    else
+        atomic_fetch_sub(&e->active, (unsigned)-delta);
 }
 
 /* A finished workflow's final checkpoint (with its snapshot) is taken in
@@ -2497,8 +2503,10 @@ static int over_active_limit(ao_engine_t *e, const char *tenant, ao_status_t *st
 {
     json_int_t n = json_integer_value(json_object_get(e->tenant_active, tenant));
     if (n < (json_int_t)e->cfg->limits->max_active_workflows) return 0;
-    ao_status_set(st, AO_ELIMIT, "tenant %s has %lld unfinished workflows, the limit (limits.max_active_workflows)",
-                  tenant, (long long)n);
+    ao_status_set(
+        st, AO_ELIMIT,
+        "tenant %s has %lld unfinished workflows, the limit (limits.max_active_workflows)", tenant,
+        (long long)n);
     return 1;
 }
 
