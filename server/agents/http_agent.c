@@ -84,14 +84,17 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
         while (*s == ' ') s++;
         char *end;
         long secs = strtol(s, &end, 10);
+        /* Seconds or an HTTP date; at most UINT32_MAX ms (49 days), however
+         * far off the agent says. */
+        int64_t ms;
         if (end != s && (*end == '\r' || *end == '\n' || !*end)) {
-            hc->retry_after_ms = secs > 0 ? (uint32_t)(secs * 1000) : 0;
+            ms = secs > 0 ? (secs > (long)(UINT32_MAX / 1000) ? (int64_t)UINT32_MAX : (int64_t)secs * 1000) : 0;
         } else {
             s[strcspn(s, "\r\n")] = '\0';
             time_t when = curl_getdate(s, NULL);
-            int64_t ms = when > 0 ? (int64_t)when * 1000 - ao_now_ms() : 0;
-            hc->retry_after_ms = ms > 0 ? (uint32_t)ms : 0;
+            ms = when > 0 && when < INT64_MAX / 1000 ? (int64_t)when * 1000 - ao_now_ms() : 0;
         }
+        hc->retry_after_ms = ms <= 0 ? 0 : ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
     }
     return len;
 }

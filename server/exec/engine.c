@@ -847,13 +847,14 @@ static uint32_t backoff_ms(const Agentos__V1__TaskState *t, uint32_t attempt)
     double b = initial * pow(mult, attempt > 1 ? attempt - 1 : 0);
     if (b > cap) b = cap;
     if (jitter > 0) {
-        unsigned char rnd[4];
         char hex[9];
         ao_random_hex(hex, 4);
-        memcpy(rnd, hex, 4);
         double u = (double)strtoul(hex, NULL, 16) / 4294967295.0;
         b *= 1.0 - jitter + 2.0 * jitter * u;
     }
+    /* The cap holds after the jitter too: max_backoff_ms is the longest
+     * wait, and a wait past UINT32_MAX ms would not convert. */
+    if (b > cap) b = cap;
     return b < 0 ? 0 : (uint32_t)b;
 }
 

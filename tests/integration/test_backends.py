@@ -225,6 +225,21 @@ class BackendsTest(unittest.TestCase):
         starts = [e.time_unix_ms for e in events if e.type == EV.EVENT_TYPE_TASK_STARTED]
         self.assertGreaterEqual(starts[1] - starts[0], 1000)
 
+    def test_a_far_retry_after_is_capped_not_wrapped(self):
+        """Retry-After of 9,999,999 s: the wait is capped at UINT32_MAX ms
+        (it wrapped round to about 16 days before)."""
+        BackendsTest.n = getattr(BackendsTest, "n", 0) + 1
+        r = self.c.submit(wpb.WorkflowSpec(tasks=[task("far%d" % BackendsTest.n, "https", retry=wpb.RetryPolicy(
+            max_attempts=2), params=params(**{"mock.status": 429, "mock.retry_after": 9999999}))]), wait=False)
+        stream = self.c.StreamEvents(opb.StreamEventsRequest(workflow_id=r.workflow_id,
+                                                             types=[EV.EVENT_TYPE_ATTEMPT_FAILED]), timeout=20)
+        failed = next(iter(stream)).attempt_failed
+        stream.cancel()
+        self.assertEqual(failed.error_class, wpb.ERROR_CLASS_RATE_LIMITED)
+        self.assertTrue(failed.will_retry)
+        self.assertEqual(failed.retry_in_ms, 4294967295)
+        self.c.CancelWorkflow(opb.CancelWorkflowRequest(workflow_id=r.workflow_id))
+
     def test_statuses_retryable_or_not(self):
         r, t = self.run1("https", attempts=3, params=params(**{"mock.status": 400}))
         self.assertEqual((t.error_class, t.attempts), (wpb.ERROR_CLASS_REJECTED, 1))

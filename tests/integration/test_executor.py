@@ -118,6 +118,29 @@ class ExecutorTest(unittest.TestCase):
         self.assertEqual(r.status, WS.WORKFLOW_STATUS_SUCCESS)
         self.assertEqual(task_state(self.c.get(r.workflow_id), "a").attempts, 3)
 
+    def test_backoff_stays_within_its_cap_with_jitter(self):
+        """max_backoff_ms is the longest wait, jitter included: with a cap
+        near UINT32_MAX ms and jitter 0.5, every chosen delay lies in
+        [initial/2, cap] (a delay past the cap once wrapped round to a small
+        one in the conversion to milliseconds)."""
+        retry = wpb.RetryPolicy(max_attempts=2, initial_backoff_ms=4000000000, max_backoff_ms=4294967295,
+                                jitter=0.5)
+        r = self.c.submit(wpb.WorkflowSpec(tasks=[task("t%d" % i, "noop", params=params(fail_first=1), retry=retry)
+                                                  for i in range(20)]), wait=False)
+        failed = []
+        stream = self.c.StreamEvents(opb.StreamEventsRequest(workflow_id=r.workflow_id,
+                                                             types=[EV.EVENT_TYPE_ATTEMPT_FAILED]), timeout=30)
+        for ev in stream:
+            failed.append(ev.attempt_failed)
+            if len(failed) == 20:
+                stream.cancel()
+                break
+        for f in failed:
+            self.assertTrue(f.will_retry)
+            self.assertGreaterEqual(f.retry_in_ms, 2000000000)
+            self.assertLessEqual(f.retry_in_ms, 4294967295)
+        self.c.CancelWorkflow(opb.CancelWorkflowRequest(workflow_id=r.workflow_id))
+
     def test_calls_never_made_cost_nothing_and_nothing_done_is_failed(self):
         # Regression: an attempt refused by the open breaker was counted as an
         # API call and charged the backend's per-call price; and a workflow
