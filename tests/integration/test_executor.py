@@ -30,6 +30,10 @@ class ExecutorTest(unittest.TestCase):
             builtin("stuck", hang=True),
             {"name": "flaky", "kind": "BACKEND_KIND_BUILTIN", "builtin": {},
              "breaker": {"failureThreshold": 2, "resetTimeoutMs": 400}},
+            # Fails on request without opening its breaker (the shared noop's
+            # would stop the other tests' calls).
+            {"name": "retrying", "kind": "BACKEND_KIND_BUILTIN", "builtin": {},
+             "breaker": {"failureThreshold": 100000}},
             {"name": "extractor", "kind": "BACKEND_KIND_BUILTIN", "role": "ROLE_EXTRACTION",
              "builtin": {"promptTokens": 30, "completionTokens": 10}},
             {"name": "paid", "kind": "BACKEND_KIND_BUILTIN", "builtin": {"failAlways": True},
@@ -125,8 +129,8 @@ class ExecutorTest(unittest.TestCase):
         one in the conversion to milliseconds)."""
         retry = wpb.RetryPolicy(max_attempts=2, initial_backoff_ms=4000000000, max_backoff_ms=4294967295,
                                 jitter=0.5)
-        r = self.c.submit(wpb.WorkflowSpec(tasks=[task("t%d" % i, "noop", params=params(fail_first=1), retry=retry)
-                                                  for i in range(20)]), wait=False)
+        r = self.c.submit(wpb.WorkflowSpec(tasks=[task("t%d" % i, "retrying", params=params(fail_first=1),
+                                                       retry=retry) for i in range(20)]), wait=False)
         failed = []
         stream = self.c.StreamEvents(opb.StreamEventsRequest(workflow_id=r.workflow_id,
                                                              types=[EV.EVENT_TYPE_ATTEMPT_FAILED]), timeout=30)
