@@ -68,13 +68,15 @@ struct ao_backends {
 int64_t ao_price_cost(const Agentos__V1__Price *p, const Agentos__V1__Usage *u)
 {
     if (!p) return 0;
-    int64_t cost = p->per_call_micros;
+    double cost = (double)p->per_call_micros;
     if (u) {
-        cost += (int64_t)llround((double)u->prompt_tokens * (double)p->per_1k_prompt_tokens_micros / 1000.0);
-        cost += (int64_t)llround((double)u->completion_tokens *
-                                 (double)p->per_1k_completion_tokens_micros / 1000.0);
+        cost += (double)u->prompt_tokens * (double)p->per_1k_prompt_tokens_micros / 1000.0;
+        cost += (double)u->completion_tokens * (double)p->per_1k_completion_tokens_micros / 1000.0;
     }
-    return cost;
+    /* Whatever the agent reports, a call's cost stays a number that sums:
+     * at most AO_COST_MAX_MICROS (and not below 0). */
+    if (!(cost > 0)) return 0;
+    return cost >= (double)AO_COST_MAX_MICROS ? AO_COST_MAX_MICROS : (int64_t)llround(cost);
 }
 
 static backend_t *find(ao_backends_t *bs, const char *name)
@@ -182,7 +184,11 @@ static void account(backend_t *b, ao_dispatch_t *d, ao_agent_outcome_t *o, int s
         uint64_t tokens = 0;
         if (o->result && o->result->usage) {
             const Agentos__V1__Usage *u = o->result->usage;
-            tokens = u->total_tokens ? u->total_tokens : u->prompt_tokens + u->completion_tokens;
+            uint64_t pt = u->prompt_tokens, ct = u->completion_tokens;
+            tokens = u->total_tokens ? u->total_tokens
+                                     : (pt > AO_USAGE_REPORT_MAX ? AO_USAGE_REPORT_MAX : pt) +
+                                           (ct > AO_USAGE_REPORT_MAX ? AO_USAGE_REPORT_MAX : ct);
+            if (tokens > 2 * AO_USAGE_REPORT_MAX) tokens = 2 * AO_USAGE_REPORT_MAX;
             cost = ao_price_cost(b->cfg->price, u);
         } else if (o->error_class != EC(CANCELLED)) {
             cost = ao_price_cost(b->cfg->price, NULL);

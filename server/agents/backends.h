@@ -97,8 +97,15 @@ int ao_backends_health(ao_backends_t *bs, const char *name, const char *tenant,
 /* Calls in flight over all backends. */
 unsigned ao_backends_in_flight(ao_backends_t *bs);
 
+/* The most one call may report or cost: token and document counts above
+ * AO_USAGE_REPORT_MAX are taken as that many (a trillion), a cost above
+ * AO_COST_MAX_MICROS (a billion USD) as that much, so that sums over
+ * workflows and tenants stay exact numbers. */
+#define AO_USAGE_REPORT_MAX 1000000000000ull
+#define AO_COST_MAX_MICROS 1000000000000000ll
+
 /* What a call cost, in micro-USD, from the backend's price and the usage
- * the agent reported. */
+ * the agent reported (0 to AO_COST_MAX_MICROS). */
 int64_t ao_price_cost(const Agentos__V1__Price *price, const Agentos__V1__Usage *usage);
 
 #endif

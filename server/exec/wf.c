@@ -51,6 +51,20 @@ int ao_task_role(const Agentos__V1__TaskState *t)
     return AGENTOS__V1__ROLE__ROLE_ANALYSIS;
 }
 
+/* Sums that stop at the type's limit instead of wrapping round (a total
+ * that wrapped would fall back under its budget). */
+static void sat_add(uint64_t *a, uint64_t b)
+{
+    *a = *a > UINT64_MAX - b ? UINT64_MAX : *a + b;
+}
+
+static void sat_add_signed(int64_t *a, int64_t b)
+{
+    if (b > 0 && *a > INT64_MAX - b) *a = INT64_MAX;
+    else if (b < 0 && *a < INT64_MIN - b) *a = INT64_MIN;
+    else *a += b;
+}
+
 void ao_usage_add(Agentos__V1__Usage **acc, const Agentos__V1__Usage *u)
 {
     if (!u) return;
@@ -59,13 +73,13 @@ void ao_usage_add(Agentos__V1__Usage **acc, const Agentos__V1__Usage *u)
         agentos__v1__usage__init(*acc);
     }
     Agentos__V1__Usage *a = *acc;
-    a->prompt_tokens += u->prompt_tokens;
-    a->completion_tokens += u->completion_tokens;
-    a->total_tokens += u->total_tokens;
-    a->api_calls += u->api_calls;
-    a->documents += u->documents;
-    a->cost_micros += u->cost_micros;
-    a->wall_time_ms += u->wall_time_ms;
+    sat_add(&a->prompt_tokens, u->prompt_tokens);
+    sat_add(&a->completion_tokens, u->completion_tokens);
+    sat_add(&a->total_tokens, u->total_tokens);
+    sat_add(&a->api_calls, u->api_calls);
+    sat_add(&a->documents, u->documents);
+    sat_add_signed(&a->cost_micros, u->cost_micros);
+    sat_add(&a->wall_time_ms, u->wall_time_ms);
 }
 
 /* agentos.v1.TaskState.spec */

@@ -225,6 +225,23 @@ class BackendsTest(unittest.TestCase):
         starts = [e.time_unix_ms for e in events if e.type == EV.EVENT_TYPE_TASK_STARTED]
         self.assertGreaterEqual(starts[1] - starts[0], 1000)
 
+    def test_absurd_usage_is_capped_and_still_halts_the_budget(self):
+        """An agent that reports 2^64 - 1 tokens: the counts are taken as a
+        trillion each (AO_USAGE_REPORT_MAX), the sums do not wrap round
+        under the budget, and the workflow's token budget halts it."""
+        huge = str(2**64 - 1)
+        reply = {"output": "x", "usage": {"promptTokens": huge, "completionTokens": huge, "documents": huge}}
+        r = self.c.submit(wpb.WorkflowSpec(
+            budget=wpb.Budget(max_tokens=1000),
+            tasks=[task("big", "https", params={"mock.body": json.dumps(reply)}),
+                   task("after", "https", deps=["big"])]))
+        self.assertEqual(r.status, WS.WORKFLOW_STATUS_BUDGET_EXCEEDED)
+        wf = self.c.get(r.workflow_id)
+        self.assertEqual(wf.usage.prompt_tokens, 10**12)
+        self.assertEqual(wf.usage.total_tokens, 2 * 10**12)
+        self.assertEqual(wf.usage.documents, 10**12)
+        self.assertEqual(task_state(wf, "after").status, TS.TASK_STATUS_SKIPPED)
+
     def test_a_far_retry_after_is_capped_not_wrapped(self):
         """Retry-After of 9,999,999 s: the wait is capped at UINT32_MAX ms
         (it wrapped round to about 16 days before)."""
