@@ -156,6 +156,22 @@ static void add_change(ao_dispatch_t *d, const ao_breaker_change_t *ch)
     if ((ch->from || ch->to) && d->n_changes < 2) d->changes[d->n_changes++] = *ch;
 }
 
+static uint64_t at_most_reported(uint64_t n)
+{
+    return n > AO_USAGE_REPORT_MAX ? AO_USAGE_REPORT_MAX : n;
+}
+
+/* The usage an agent reported, as everything after takes it: each count
+ * at most AO_USAGE_REPORT_MAX, the total (0: not reported) their sum. */
+static void hold_usage(Agentos__V1__Usage *u)
+{
+    u->prompt_tokens = at_most_reported(u->prompt_tokens);
+    u->completion_tokens = at_most_reported(u->completion_tokens);
+    u->total_tokens = u->total_tokens ? at_most_reported(u->total_tokens)
+                                      : u->prompt_tokens + u->completion_tokens;
+    u->documents = at_most_reported(u->documents);
+}
+
 /* Records the outcome in the backend and starts the next queued call. */
 static void account(backend_t *b, ao_dispatch_t *d, ao_agent_outcome_t *o, int started)
 {
@@ -184,11 +200,7 @@ static void account(backend_t *b, ao_dispatch_t *d, ao_agent_outcome_t *o, int s
         uint64_t tokens = 0;
         if (o->result && o->result->usage) {
             const Agentos__V1__Usage *u = o->result->usage;
-            uint64_t pt = u->prompt_tokens, ct = u->completion_tokens;
-            tokens = u->total_tokens ? u->total_tokens
-                                     : (pt > AO_USAGE_REPORT_MAX ? AO_USAGE_REPORT_MAX : pt) +
-                                           (ct > AO_USAGE_REPORT_MAX ? AO_USAGE_REPORT_MAX : ct);
-            if (tokens > 2 * AO_USAGE_REPORT_MAX) tokens = 2 * AO_USAGE_REPORT_MAX;
+            tokens = u->total_tokens;
             cost = ao_price_cost(b->cfg->price, u);
         } else if (o->error_class != EC(CANCELLED)) {
             cost = ao_price_cost(b->cfg->price, NULL);
@@ -249,6 +261,7 @@ static void finish_and_unlock(ao_dispatch_t *d, ao_agent_outcome_t *o, int start
             snprintf(o->error, sizeof o->error, "cancelled");
         }
     }
+    if (o->result && o->result->usage) hold_usage(o->result->usage);
     account(d->b, d, o, started);
     d->deferred_outcome = ao_xmalloc(sizeof *o);
     *d->deferred_outcome = *o; /* ownership of o->result moves with it */

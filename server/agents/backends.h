@@ -100,7 +100,8 @@ unsigned ao_backends_in_flight(ao_backends_t *bs);
 /* The most one call may report or cost: token and document counts above
  * AO_USAGE_REPORT_MAX are taken as that many (a trillion), a cost above
  * AO_COST_MAX_MICROS (a billion USD) as that much, so that sums over
- * workflows and tenants stay exact numbers. */
+ * workflows and tenants stay exact numbers. A dispatch's outcome carries
+ * its result's usage so held, with total_tokens filled in. */
 #define AO_USAGE_REPORT_MAX 1000000000000ull
 #define AO_COST_MAX_MICROS 1000000000000000ll
 

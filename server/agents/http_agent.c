@@ -88,7 +88,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
          * far off the agent says. */
         int64_t ms;
         if (end != s && (*end == '\r' || *end == '\n' || !*end)) {
-            ms = secs > 0 ? (secs > (long)(UINT32_MAX / 1000) ? (int64_t)UINT32_MAX : (int64_t)secs * 1000) : 0;
+            ms = secs <= 0 ? 0 : secs >= INT32_MAX ? INT64_MAX : (int64_t)secs * 1000;
         } else {
             s[strcspn(s, "\r\n")] = '\0';
             time_t when = curl_getdate(s, NULL);

@@ -139,6 +139,24 @@ static void path_join(char *path, size_t len, const char *prefix, const char *na
 }
 
 static int check_utf8(const ProtobufCMessage *m, const char *prefix, char *path, size_t len,
+                      int depth);
+
+/* One value of field f (k: its index in a repeated field, -1 if single). */
+static int check_value(const ProtobufCFieldDescriptor *f, const void *v, long k, const char *prefix,
+                       char *path, size_t len, int depth)
+{
+    if (f->type == PROTOBUF_C_TYPE_STRING) {
+        if (str_ok(v)) return 1;
+        path_join(path, len, prefix, f->name, k);
+        return 0;
+    }
+    if (!v) return 1;
+    char sub[256];
+    path_join(sub, sizeof sub, prefix, f->name, k);
+    return check_utf8(v, sub, path, len, depth + 1);
+}
+
+static int check_utf8(const ProtobufCMessage *m, const char *prefix, char *path, size_t len,
                       int depth)
 {
     const ProtobufCMessageDescriptor *d = m->descriptor;
@@ -147,37 +165,14 @@ static int check_utf8(const ProtobufCMessage *m, const char *prefix, char *path,
     for (unsigned i = 0; i < d->n_fields; i++) {
         const ProtobufCFieldDescriptor *f = &d->fields[i];
         if (f->type != PROTOBUF_C_TYPE_STRING && f->type != PROTOBUF_C_TYPE_MESSAGE) continue;
-        const char *member = (const char *)m + f->offset;
+        void *const *member = (void *const *)((const char *)m + f->offset);
+        const void *quantifier = (const char *)m + f->quantifier_offset;
         if (f->label == PROTOBUF_C_LABEL_REPEATED) {
-            size_t n = *(const size_t *)((const char *)m + f->quantifier_offset);
             void *const *arr = *(void *const *const *)member;
-            for (size_t k = 0; k < n && arr; k++) {
-                if (f->type == PROTOBUF_C_TYPE_STRING) {
-                    if (!str_ok(arr[k])) {
-                        path_join(path, len, prefix, f->name, (long)k);
-                        return 0;
-                    }
-                } else if (arr[k]) {
-                    char sub[256];
-                    path_join(sub, sizeof sub, prefix, f->name, (long)k);
-                    if (!check_utf8(arr[k], sub, path, len, depth + 1)) return 0;
-                }
-            }
-            continue;
-        }
-        if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
-            *(const uint32_t *)((const char *)m + f->quantifier_offset) != f->id)
-            continue;
-        const void *v = *(void *const *)member;
-        if (f->type == PROTOBUF_C_TYPE_STRING) {
-            if (!str_ok(v)) {
-                path_join(path, len, prefix, f->name, -1);
-                return 0;
-            }
-        } else if (v) {
-            char sub[256];
-            path_join(sub, sizeof sub, prefix, f->name, -1);
-            if (!check_utf8(v, sub, path, len, depth + 1)) return 0;
+            for (size_t k = 0; arr && k < *(const size_t *)quantifier; k++)
+                if (!check_value(f, arr[k], (long)k, prefix, path, len, depth)) return 0;
+        } else if (!(f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) || *(const uint32_t *)quantifier == f->id) {
+            if (!check_value(f, *member, -1, prefix, path, len, depth)) return 0;
         }
     }
     return 1;

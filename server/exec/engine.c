@@ -574,12 +574,6 @@ static void attempt_drop(void *ud)
     attempt_finished(e);
 }
 
-/* A count an agent reported, at most AO_USAGE_REPORT_MAX. */
-static uint64_t reported(uint64_t n)
-{
-    return n > AO_USAGE_REPORT_MAX ? AO_USAGE_REPORT_MAX : n;
-}
-
 static void attempt_done_work(ao_proc_t *p, void *ud);
 
 static const char *check_output(ao_engine_t *e, Agentos__V1__AgentResult *r, char *buf, size_t len);
@@ -1032,12 +1026,12 @@ static void attempt_done_work(ao_proc_t *p, void *ud)
 
     Agentos__V1__Usage usage = AGENTOS__V1__USAGE__INIT;
     if (o->result && o->result->usage) {
+        /* As the backends layer held it (AO_USAGE_REPORT_MAX, backends.h). */
         const Agentos__V1__Usage *ru = o->result->usage;
-        usage.prompt_tokens = reported(ru->prompt_tokens);
-        usage.completion_tokens = reported(ru->completion_tokens);
-        usage.total_tokens = ru->total_tokens ? reported(ru->total_tokens)
-                                              : usage.prompt_tokens + usage.completion_tokens;
-        usage.documents = reported(ru->documents);
+        usage.prompt_tokens = ru->prompt_tokens;
+        usage.completion_tokens = ru->completion_tokens;
+        usage.total_tokens = ru->total_tokens;
+        usage.documents = ru->documents;
     }
     const Agentos__V1__AgentBackend *bc = backend_cfg(e, a->agent);
     /* A call the agent never saw costs nothing; a cancelled one is not

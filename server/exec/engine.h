@@ -77,8 +77,9 @@ struct ao_backends *ao_engine_backends(ao_engine_t *e);
  * on the caller's thread so that the processor only gives the workflow its
  * place in the log: the workflow's id made, the backends' default roles
  * filled in, the WORKFLOW_SUBMITTED payload packed, the workflow's state
- * built with its tasks' specs packed. spec must have passed ao_dag_validate; it is copied,
- * not kept. Any thread; free with ao_submission_free unless submitted. */
+ * built with its tasks' specs packed. spec must have passed
+ * ao_dag_validate; it is copied, not kept. Any thread; free with
+ * ao_submission_free unless submitted. */
 typedef struct ao_submission ao_submission_t;
 ao_submission_t *ao_engine_prepare(ao_engine_t *e, const Agentos__V1__WorkflowSpec *spec,
                                    const char *request_id);

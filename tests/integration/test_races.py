@@ -16,6 +16,7 @@ import tempfile
 import threading
 import time
 import unittest
+import urllib.request
 
 import grpc
 
@@ -211,7 +212,7 @@ def restarts_under_load(test, seed, stop, follow=False, srv=None, clients_cls=No
         test.addCleanup(srv.cleanup)
     clients = (clients_cls or Clients)(srv, seed=seed)
     rng = random.Random(seed * 101)
-    for rnd in range(3):
+    for _ in range(3):
         base = len(clients.ids)
         reader = None
         if follow:
@@ -337,7 +338,6 @@ class StreamChurnTest(unittest.TestCase):
         fault, every stream that ran to its bound got exactly its range in
         order, the subscriber gauge returns to zero, and agentosd stops
         cleanly under ASan and UBSan."""
-        import urllib.request
         metrics = free_port()
         srv = Server(agents=[builtin("noop"), builtin("stuck", hang=True)],
                      config={"metricsListen": "127.0.0.1:%d" % metrics,

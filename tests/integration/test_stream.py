@@ -3,6 +3,7 @@ live events under concurrent appends (no gap, no duplicate), a slow
 subscriber beside a fast one, disconnects, tenant isolation, limits."""
 
 import hashlib
+import socket
 import threading
 import time
 import unittest
@@ -158,7 +159,6 @@ class StreamTest(unittest.TestCase):
         """The metrics endpoint serves one connection at a time: a client
         that sends its request a byte at a time is cut off at the scrape's
         deadline, and the next scrape is answered while it still trickles."""
-        import socket
         slow = socket.create_connection(("127.0.0.1", self.metrics_port), timeout=10)
         answered = threading.Event()
 
