@@ -2477,6 +2477,7 @@ ao_submission_t *ao_engine_prepare(ao_engine_t *e, const Agentos__V1__WorkflowSp
     ao_pool_join(packing);
     sub->payload = pl.out;
     sub->len = pl.len;
+    ao_wf_set_submission(sub->wf, sub->payload, sub->len);
     ao_pb_free(roled);
     return sub;
 }
@@ -2525,11 +2526,23 @@ int ao_engine_submit_prepared(ao_engine_t *e, const char *tenant, ao_submission_
         json_t *v = json_object_get(e->requests, key);
         free(key);
         if (v) {
+            ao_wf_t *held = ao_engine_find(e, json_string_value(v), tenant, st);
+            /* A retry sends what it sent; the same key with another
+             * workflow is a client's mistake, not a retry. */
+            int rc = held ? 0 : AO_EINTERNAL;
+            if (held && *held->pb->submission_sha256 &&
+                strcmp(held->pb->submission_sha256, sub->wf->pb->submission_sha256))
+                rc = ao_status_set(st, AO_EEXIST,
+                                   "request_id \"%.128s\" was used for workflow %s, with another "
+                                   "workflow spec: a retry sends the same spec, a new submission "
+                                   "a new request_id",
+                                   request_id, held->pb->id);
             ao_submission_free(sub);
-            *out = ao_engine_find(e, json_string_value(v), tenant, st);
             *seq = 0;
+            if (rc) return rc;
+            *out = held;
             *dedup = 1;
-            return *out ? 0 : AO_EINTERNAL;
+            return 0;
         }
     }
     if (over_active_limit(e, tenant, st)) {

@@ -6,6 +6,7 @@
 #include "mem.h"
 #include "pbutil.h"
 #include "pool.h"
+#include "util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -430,8 +431,27 @@ int ao_wf_create(const Agentos__V1__Event *ev, ao_wf_t **out, ao_status_t *st)
                              (unsigned long long)ev->seq);
     int rc = ao_wf_new(ev->workflow_submitted->spec, ev->workflow_id, ev->workflow_submitted->request_id,
                        out, st);
-    if (!rc) ao_wf_bind(*out, ev);
-    return rc;
+    if (rc) return rc;
+    ao_wf_bind(*out, ev);
+    if (*(*out)->pb->request_id) {
+        /* The payload packed again is the bytes the log holds: protobuf-c
+         * packs a message it unpacked as it packed it. */
+        const ProtobufCMessage *m = &ev->workflow_submitted->base;
+        size_t len = protobuf_c_message_get_packed_size(m);
+        uint8_t *bytes = ao_xmalloc(len ? len : 1);
+        protobuf_c_message_pack(m, bytes);
+        ao_wf_set_submission(*out, bytes, len);
+        free(bytes);
+    }
+    return 0;
+}
+
+void ao_wf_set_submission(ao_wf_t *wf, const void *payload, size_t len)
+{
+    if (!*wf->pb->request_id) return;
+    char hex[65];
+    ao_sha256_hex(payload, len, hex);
+    ao_pb_set_str(&wf->pb->submission_sha256, hex);
 }
 
 int ao_wf_from_snapshot(Agentos__V1__Workflow *pb, ao_wf_t **out, ao_status_t *st)

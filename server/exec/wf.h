@@ -90,6 +90,10 @@ int ao_wf_create(const Agentos__V1__Event *submitted, ao_wf_t **out, ao_status_t
 int ao_wf_new(const Agentos__V1__WorkflowSpec *spec, const char *id, const char *request_id,
               ao_wf_t **out, ao_status_t *st);
 void ao_wf_bind(ao_wf_t *wf, const Agentos__V1__Event *submitted);
+/* Records the digest of the workflow's WORKFLOW_SUBMITTED payload (packed)
+ * if it has a request_id: a later submission with that request_id must
+ * carry the same bytes. */
+void ao_wf_set_submission(ao_wf_t *wf, const void *payload, size_t len);
 
 /* Builds a workflow from a snapshot (takes ownership of pb). AO_ECORRUPT if
  * its tasks are inconsistent. */

@@ -116,6 +116,20 @@ class ExecutorTest(unittest.TestCase):
                 if w.id == r1.workflow_id)
         self.assertEqual(n, 1)
 
+    def test_request_id_with_another_spec_is_refused(self):
+        s = spec(task("a", "noop"))
+        r1 = self.c.submit(s, request_id="mine")
+        with self.assertRaises(grpc.RpcError) as cm:
+            self.c.submit(spec(task("a", "noop"), task("b", "noop")), request_id="mine")
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.ALREADY_EXISTS)
+        self.assertIn('request_id "mine" was used for workflow %s, with another workflow spec'
+                      % r1.workflow_id, cm.exception.details())
+        # The refusal used nothing up: the first spec is still its retry.
+        r2 = self.c.submit(s, request_id="mine")
+        self.assertTrue(r2.deduplicated)
+        self.assertEqual(r2.workflow_id, r1.workflow_id)
+        self.assertEqual(len(self.c.get(r1.workflow_id).submission_sha256), 64)
+
     def test_retries_then_success(self):
         r = self.c.submit(spec(task("a", "noop", params=params(fail_first=2),
                                     retry=wpb.RetryPolicy(max_attempts=3, initial_backoff_ms=10))))

@@ -64,10 +64,12 @@ class Clients:
             op = rng.choice(self.OPS) if wf else "submit"
             try:
                 if op == "submit":
-                    # Some retried with a request id: the same workflow back,
-                    # maybe while it is cancelled or resumed.
+                    # Some retried with a request id (each with its own
+                    # spec): the same workflow back, maybe while it is
+                    # cancelled or resumed.
                     rid = rng.choice(["", "", "", "again-%d" % self.seed, "again-%d-b" % self.seed])
-                    r = c.submit(self.spec(rng), wait=rng.random() < 0.3, request_id=rid, timeout=10)
+                    s = self.spec(random.Random(rid) if rid else rng)
+                    r = c.submit(s, wait=rng.random() < 0.3, request_id=rid, timeout=10)
                     with self.lock:
                         self.ids.append(r.workflow_id)
                 elif op == "cancel":
@@ -165,6 +167,7 @@ class ConcurrentLifecycleTest(unittest.TestCase):
         self.assertIsNone(srv.proc.poll(), "agentosd exited")
         self.assertGreater(sum(clients.counts.values()), 200, clients.counts)
         self.assertGreater(clients.counts.get(("submit", "OK"), 0), 20, clients.counts)
+        self.assertNotIn(("submit", "ALREADY_EXISTS"), clients.counts)
         c = srv.stub()
         clients.settle(self, c)
         # Submissions retried with one request id, from six threads at once:

@@ -9,6 +9,9 @@
  *   gets the result) leaves a log whose next start takes the missing final
  *   checkpoint.
  *
+ *   a request_id holds the spec it was submitted with, also across a
+ *   restart: the same spec is the same workflow, another is refused;
+ *
  *   the events in the log are the bytes protobuf-c packs for them, also
  *   a TASK_SUCCEEDED whose reply was packed on the agent's thread.
  *
@@ -405,6 +408,128 @@ static void test_large_submission_packed_beside(void **state)
     }
 }
 
+/* Submissions with request ids, in order on the processor thread; the
+ * watch, if asked, on the workflow of `watch`. */
+enum { MAX_SUBS = 4 };
+typedef struct sub_batch {
+    rig_t *r;
+    size_t n;
+    ao_submission_t *subs[MAX_SUBS];
+    int rc[MAX_SUBS], dedup[MAX_SUBS];
+    char ids[MAX_SUBS][64], msg[MAX_SUBS][512];
+    int watch; /* index + 1, or 0 */
+    int done;
+} sub_batch_t;
+
+static void sub_batch_work(ao_proc_t *p, void *ud)
+{
+    (void)p;
+    sub_batch_t *b = ud;
+    for (size_t k = 0; k < b->n; k++) {
+        ao_wf_t *wf = NULL;
+        uint64_t seq;
+        ao_status_t st = {0};
+        b->rc[k] = ao_engine_submit_prepared(b->r->s.engine, "t", b->subs[k], &wf, &seq, &b->dedup[k], &st);
+        snprintf(b->ids[k], sizeof b->ids[k], "%s", b->rc[k] ? "" : wf->pb->id);
+        snprintf(b->msg[k], sizeof b->msg[k], "%s", b->rc[k] ? st.msg : "");
+        if (!b->rc[k] && b->watch == (int)k + 1) ao_engine_watch(b->r->s.engine, wf, on_done, b->r);
+    }
+    signal_rig(b->r, &b->done);
+}
+
+static void submit_batch(rig_t *r, sub_batch_t *b, size_t n,
+                         const Agentos__V1__WorkflowSpec *const *specs, const char *const *rids)
+{
+    memset(b, 0, sizeof *b);
+    b->r = r;
+    b->n = n;
+    for (size_t k = 0; k < n; k++) b->subs[k] = ao_engine_prepare(r->s.engine, specs[k], rids[k]);
+}
+
+static void run_batch(rig_t *r, sub_batch_t *b)
+{
+    ao_proc_post(ao_engine_proc(r->s.engine), sub_batch_work, NULL, b);
+    wait_flag(r, &b->done, "the submissions");
+}
+
+static void assert_refused(const sub_batch_t *b, size_t k, const char *rid, const char *holder)
+{
+    assert_int_equal(b->rc[k], AO_EEXIST);
+    char want[200];
+    snprintf(want, sizeof want, "request_id \"%s\" was used for workflow %s, with another workflow spec",
+             rid, holder);
+    if (!strstr(b->msg[k], want)) fail_msg("submission %zu: \"%s\" lacks \"%s\"", k, b->msg[k], want);
+}
+
+static void assert_same(const sub_batch_t *b, size_t k, const char *holder)
+{
+    if (b->rc[k]) fail_msg("submission %zu: %s", k, b->msg[k]);
+    assert_int_equal(b->dedup[k], 1);
+    assert_string_equal(b->ids[k], holder);
+}
+
+/* A request_id holds the spec it came with: the same spec again is the
+ * same workflow, another is ALREADY_EXISTS naming the workflow, and a
+ * request_id is not used up by a refusal. So after a restart too, for a
+ * workflow rebuilt from its WORKFLOW_SUBMITTED (still running: its
+ * snapshot is the empty one of its submission) and for one rebuilt from
+ * its final snapshot. */
+static void test_request_id_holds_its_spec(void **state)
+{
+    rig_t *r = *state;
+    static const char *const config =
+        "{\"agents\":[{\"name\":\"noop\",\"kind\":\"BACKEND_KIND_BUILTIN\"},"
+        "{\"name\":\"stuck\",\"kind\":\"BACKEND_KIND_BUILTIN\",\"builtin\":{\"hang\":true}}],"
+        "\"storage\":{\"durability\":\"DURABILITY_SYNC\"}}";
+    Agentos__V1__TaskSpec ts[3], *tp[3];
+    Agentos__V1__WorkflowSpec specs[3];
+    static const char *const ids[3] = {"only", "only", "other"};
+    static const char *const agents[3] = {"stuck", "noop", "noop"};
+    for (int k = 0; k < 3; k++) {
+        agentos__v1__task_spec__init(&ts[k]);
+        ts[k].id = (char *)ids[k];
+        ts[k].agent = (char *)agents[k];
+        tp[k] = &ts[k];
+        agentos__v1__workflow_spec__init(&specs[k]);
+        specs[k].tasks = &tp[k];
+        specs[k].n_tasks = 1;
+    }
+    const Agentos__V1__WorkflowSpec *running = &specs[0], *done = &specs[1], *other = &specs[2];
+    sub_batch_t b;
+    char running_id[64], done_id[64];
+
+    rig_open_with(r, r->dir, config);
+    submit_batch(r, &b, 4, (const Agentos__V1__WorkflowSpec *[]){running, done, other, running},
+                 (const char *[]){"held-running", "held-done", "held-running", "held-running"});
+    b.watch = 2;
+    run_batch(r, &b);
+    assert_int_equal(b.rc[0], 0);
+    assert_int_equal(b.dedup[0], 0);
+    assert_int_equal(b.rc[1], 0);
+    assert_int_equal(b.dedup[1], 0);
+    snprintf(running_id, sizeof running_id, "%s", b.ids[0]);
+    snprintf(done_id, sizeof done_id, "%s", b.ids[1]);
+    assert_refused(&b, 2, "held-running", running_id);
+    assert_same(&b, 3, running_id);
+    /* The finished one's final snapshot is in the log before the restart. */
+    wait_flag(r, &r->done, "the finished workflow's result");
+    snprintf(r->wf_id, sizeof r->wf_id, "%s", done_id);
+    ao_proc_post(ao_engine_proc(r->s.engine), check_work, NULL, r);
+    wait_flag(r, &r->checked, "its final checkpoint");
+    assert_int_equal(r->final_after, 1);
+    rig_close(r);
+
+    rig_open_with(r, r->dir, config);
+    submit_batch(r, &b, 4, (const Agentos__V1__WorkflowSpec *[]){other, running, other, done},
+                 (const char *[]){"held-running", "held-running", "held-done", "held-done"});
+    run_batch(r, &b);
+    assert_refused(&b, 0, "held-running", running_id);
+    assert_same(&b, 1, running_id);
+    assert_refused(&b, 2, "held-done", done_id);
+    assert_same(&b, 3, done_id);
+    rig_close(r);
+}
+
 /* The child (this binary run as `--child DIR`): runs the workflow and
  * exits when its result is let out, before the final checkpoint. */
 static _Noreturn void child(const char *dir)
@@ -455,6 +580,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_restart_takes_a_missing_final_checkpoint, setup, teardown),
         cmocka_unit_test_setup_teardown(test_events_packed_as_protobuf_c_packs_them, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prepared_submissions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_request_id_holds_its_spec, setup, teardown),
         cmocka_unit_test_setup_teardown(test_large_submission_packed_beside, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
