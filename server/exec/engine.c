@@ -2738,14 +2738,30 @@ int ao_engine_unwatch(ao_engine_t *e, ao_wf_t *wf, void *handle)
     return 0;
 }
 
+/* Where workflow `id` is in e->order (sorted by creation time), in
+ * O(log n); 0 if there is no such workflow. */
+static size_t order_index(ao_engine_t *e, const char *id)
+{
+    json_t *v = json_object_get(e->wfs, id);
+    const ao_wf_t *wf = v ? (const ao_wf_t *)(intptr_t)json_integer_value(v) : NULL;
+    if (!wf) return 0;
+    int64_t t = wf->pb->created_unix_ms;
+    size_t lo = 0, hi = e->n_order; /* the first created after t */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (e->order[mid]->pb->created_unix_ms <= t) lo = mid + 1;
+        else hi = mid;
+    }
+    while (lo > 0 && e->order[lo - 1]->pb->created_unix_ms == t)
+        if (e->order[--lo] == wf) return lo;
+    return 0;
+}
+
 void ao_engine_list(ao_engine_t *e, const char *tenant, const char *after,
                     int (*fn)(void *ud, ao_wf_t *wf), void *ud)
 {
     size_t k = e->n_order;
-    if (after && *after) {
-        while (k > 0 && strcmp(e->order[k - 1]->pb->id, after)) k--;
-        if (k > 0) k--; /* skip `after` itself */
-    }
+    if (after && *after) k = order_index(e, after); /* from the one before it */
     while (k > 0) {
         ao_wf_t *wf = e->order[--k];
         if (strcmp(wf->pb->tenant, tenant)) continue;

@@ -11,6 +11,8 @@
  *
  *   a request_id holds the spec it was submitted with, also across a
  *   restart: the same spec is the same workflow, another is refused;
+ *   a tenant's workflows page newest first, each once, also when many
+ *   were created in one millisecond;
  *
  *   the events in the log are the bytes protobuf-c packs for them, also
  *   a TASK_SUCCEEDED whose reply was packed on the agent's thread.
@@ -530,6 +532,95 @@ static void test_request_id_holds_its_spec(void **state)
     rig_close(r);
 }
 
+/* Pages of a tenant's workflows, newest first: many created in the same
+ * millisecond, each page from after the last of the one before. */
+enum { PAGED = 40, PAGE = 3 };
+typedef struct paging {
+    rig_t *r;
+    char made[PAGED][64];   /* in submission order */
+    char listed[PAGED + 1][64];
+    size_t n_listed, pages, in_other_tenant;
+    int rc;
+    int done;
+} paging_t;
+
+typedef struct page_ctx {
+    paging_t *pg;
+    size_t n;
+    char last[64];
+} page_ctx_t;
+
+static int take_one(void *ud, ao_wf_t *wf)
+{
+    page_ctx_t *c = ud;
+    if (c->pg->n_listed <= PAGED) snprintf(c->pg->listed[c->pg->n_listed++], 64, "%s", wf->pb->id);
+    snprintf(c->last, sizeof c->last, "%s", wf->pb->id);
+    return ++c->n == PAGE;
+}
+
+static int count_one(void *ud, ao_wf_t *wf)
+{
+    (void)wf;
+    ++*(size_t *)ud;
+    return 0;
+}
+
+static void paging_work(ao_proc_t *p, void *ud)
+{
+    (void)p;
+    paging_t *pg = ud;
+    ao_engine_t *e = pg->r->s.engine;
+    Agentos__V1__TaskSpec t = AGENTOS__V1__TASK_SPEC__INIT, *tp = &t;
+    t.id = "only";
+    t.agent = "noop";
+    Agentos__V1__WorkflowSpec s = AGENTOS__V1__WORKFLOW_SPEC__INIT;
+    s.tasks = &tp;
+    s.n_tasks = 1;
+    for (size_t k = 0; k < PAGED && !pg->rc; k++) {
+        ao_wf_t *wf;
+        uint64_t seq;
+        int dedup;
+        ao_status_t st;
+        pg->rc = ao_engine_submit(e, k % 5 == 4 ? "other" : "t", &s, "", &wf, &seq, &dedup, &st);
+        if (!pg->rc) snprintf(pg->made[k], 64, "%s", wf->pb->id);
+    }
+    page_ctx_t c = {pg, 0, ""};
+    do {
+        c.n = 0;
+        char after[64];
+        snprintf(after, sizeof after, "%s", c.last);
+        ao_engine_list(e, "t", after, take_one, &c);
+        pg->pages++;
+    } while (c.n == PAGE && pg->pages <= PAGED);
+    ao_engine_list(e, "other", NULL, count_one, &pg->in_other_tenant);
+    signal_rig(pg->r, &pg->done);
+}
+
+static void test_list_pages_in_creation_order(void **state)
+{
+    rig_t *r = *state;
+    rig_open(r, r->dir);
+    paging_t *pg = calloc(1, sizeof *pg);
+    pg->r = r;
+    ao_proc_post(ao_engine_proc(r->s.engine), paging_work, NULL, pg);
+    wait_flag(r, &pg->done, "the pages");
+    assert_int_equal(pg->rc, 0);
+    assert_int_equal(pg->in_other_tenant, PAGED / 5);
+    /* Tenant t's, newest first, each once. */
+    size_t want = 0;
+    for (size_t k = PAGED; k-- > 0;) {
+        if (k % 5 == 4) continue;
+        if (want >= pg->n_listed) fail_msg("%zu listed, %s missing", pg->n_listed, pg->made[k]);
+        if (strcmp(pg->listed[want], pg->made[k]))
+            fail_msg("page entry %zu is %s, not %s", want, pg->listed[want], pg->made[k]);
+        want++;
+    }
+    assert_int_equal(pg->n_listed, want);
+    assert_true(pg->pages >= want / PAGE);
+    free(pg);
+    rig_close(r);
+}
+
 /* The child (this binary run as `--child DIR`): runs the workflow and
  * exits when its result is let out, before the final checkpoint. */
 static _Noreturn void child(const char *dir)
@@ -581,6 +672,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_events_packed_as_protobuf_c_packs_them, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prepared_submissions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_request_id_holds_its_spec, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_pages_in_creation_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_large_submission_packed_beside, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
