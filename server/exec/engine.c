@@ -1763,6 +1763,9 @@ static void decide_strategy(ao_engine_t *e, ao_wf_t *wf)
     emit(e, wf, &ev);
 }
 
+/* An automatic checkpoint comes at most once per this many events a task. */
+enum { CHECKPOINT_EVENTS_PER_TASK = 4 };
+
 static void pop_all(ao_idxlist_t *l, ao_idxlist_t *into)
 {
     into->v = l->v;
@@ -1842,11 +1845,14 @@ static void step(ao_engine_t *e, ao_wf_t *wf)
     uint32_t every = wf->pb->spec && wf->pb->spec->checkpoint_every_events
                          ? wf->pb->spec->checkpoint_every_events
                          : e->cfg->storage->checkpoint_every_events;
-    /* A checkpoint costs the workflow's size: at most one per two events
-     * a task (a run is a start and an end) keeps the cost linear while
-     * bounding the replayed tail, and spares a fan-out the checkpoint of
-     * all its tasks just started, which would hold nothing done. */
-    if (every < 2 * ao_wf_ntasks(wf)) every = (uint32_t)(2 * ao_wf_ntasks(wf));
+    /* A checkpoint costs the workflow's size, about what replaying four
+     * events a task costs (docs/storage.md): at most one per
+     * CHECKPOINT_EVENTS_PER_TASK events a task bounds the replayed tail
+     * and keeps the cost linear, and a workflow whose tasks run once (a
+     * start and an end each) takes none before its final one, which
+     * would follow it at once. */
+    uint64_t floor = (uint64_t)CHECKPOINT_EVENTS_PER_TASK * ao_wf_ntasks(wf);
+    if (every < floor) every = floor > UINT32_MAX ? UINT32_MAX : (uint32_t)floor;
     if (wf->pb->events_since_checkpoint >= every) ao_engine_checkpoint(e, wf, "auto", "", NULL, NULL);
 }
 

@@ -13,6 +13,8 @@
  *   restart: the same spec is the same workflow, another is refused;
  *   a tenant's workflows page newest first, each once, also when many
  *   were created in one millisecond;
+ *   automatic checkpoints come at most once per four events a task: none
+ *   in a chain whose tasks run once, several in a workflow that retries;
  *
  *   the events in the log are the bytes protobuf-c packs for them, also
  *   a TASK_SUCCEEDED whose reply was packed on the agent's thread.
@@ -621,6 +623,135 @@ static void test_list_pages_in_creation_order(void **state)
     rig_close(r);
 }
 
+/* The checkpoints of a workflow in the log, by reason, with the seqs of
+ * the automatic ones. */
+typedef struct ckpt_count {
+    size_t autos, finals, manuals;
+    uint64_t auto_seq[64];
+} ckpt_count_t;
+
+static int count_ckpt(void *ud, uint64_t seq, const void *data, size_t len)
+{
+    ckpt_count_t *c = ud;
+    Agentos__V1__Checkpoint *k = agentos__v1__checkpoint__unpack(NULL, len, data);
+    if (!k) return -1;
+    if (!strcmp(k->reason, "auto")) {
+        if (c->autos < 64) c->auto_seq[c->autos] = seq;
+        c->autos++;
+    } else if (!strcmp(k->reason, "final")) {
+        c->finals++;
+    } else {
+        c->manuals++;
+    }
+    agentos__v1__checkpoint__free_unpacked(k, NULL);
+    return 0;
+}
+
+static int count_event(void *ud, uint64_t seq, const void *data, size_t len)
+{
+    (void)seq;
+    (void)data;
+    (void)len;
+    ++*(uint64_t *)ud;
+    return 0;
+}
+
+/* Automatic checkpoints: at most one per four events a task, whatever
+ * checkpoint_every_events asks for below that. A chain whose tasks run
+ * once takes none before its final checkpoint; a workflow whose tasks
+ * retry many times takes them, as often as the bound allows. */
+static void test_automatic_checkpoints_bounded_by_size(void **state)
+{
+    rig_t *r = *state;
+    static const char *const config =
+        "{\"agents\":[{\"name\":\"noop\",\"kind\":\"BACKEND_KIND_BUILTIN\"},"
+        "{\"name\":\"retrying\",\"kind\":\"BACKEND_KIND_BUILTIN\",\"builtin\":{},"
+        "\"breaker\":{\"failureThreshold\":100000}}],"
+        "\"storage\":{\"durability\":\"DURABILITY_SYNC\",\"checkpointEveryEvents\":1}}";
+    enum { CHAIN = 10, RETRIED = 2, FAILS = 12 };
+    rig_open_with(r, r->dir, config);
+    Agentos__V1__TaskSpec ct[CHAIN], *ctp[CHAIN], rt[RETRIED], *rtp[RETRIED];
+    char cid[CHAIN][8], rid[RETRIED][8], dep[CHAIN][8];
+    char *deps[CHAIN];
+    Agentos__V1__RetryPolicy retry = AGENTOS__V1__RETRY_POLICY__INIT;
+    retry.max_attempts = FAILS + 1;
+    retry.initial_backoff_ms = 1;
+    retry.max_backoff_ms = 2;
+    Agentos__V1__TaskSpec__ParamsEntry fail = AGENTOS__V1__TASK_SPEC__PARAMS_ENTRY__INIT, *failp = &fail;
+    fail.key = "fail_first";
+    fail.value = "12";
+    for (size_t i = 0; i < CHAIN; i++) {
+        agentos__v1__task_spec__init(&ct[i]);
+        snprintf(cid[i], sizeof cid[i], "c%zu", i);
+        ct[i].id = cid[i];
+        ct[i].agent = "noop";
+        if (i) {
+            snprintf(dep[i], sizeof dep[i], "c%zu", i - 1);
+            deps[i] = dep[i];
+            ct[i].depends_on = &deps[i];
+            ct[i].n_depends_on = 1;
+        }
+        ctp[i] = &ct[i];
+    }
+    for (size_t i = 0; i < RETRIED; i++) {
+        agentos__v1__task_spec__init(&rt[i]);
+        snprintf(rid[i], sizeof rid[i], "r%zu", i);
+        rt[i].id = rid[i];
+        rt[i].agent = "retrying";
+        rt[i].retry = &retry;
+        rt[i].params = &failp;
+        rt[i].n_params = 1;
+        rtp[i] = &rt[i];
+    }
+    Agentos__V1__WorkflowSpec chain = AGENTOS__V1__WORKFLOW_SPEC__INIT, retried = AGENTOS__V1__WORKFLOW_SPEC__INIT;
+    chain.tasks = ctp;
+    chain.n_tasks = CHAIN;
+    retried.tasks = rtp;
+    retried.n_tasks = RETRIED;
+
+    char ids[2][64];
+    const Agentos__V1__WorkflowSpec *specs[2] = {&chain, &retried};
+    for (int k = 0; k < 2; k++) {
+        sub_batch_t b;
+        submit_batch(r, &b, 1, &specs[k], (const char *[]){""});
+        b.watch = 1;
+        r->done = r->checked = 0;
+        run_batch(r, &b);
+        if (b.rc[0]) fail_msg("%s", b.msg[0]);
+        snprintf(ids[k], sizeof ids[k], "%s", b.ids[0]);
+        wait_flag(r, &r->done, "the workflow's result");
+        snprintf(r->wf_id, sizeof r->wf_id, "%.63s", ids[k]);
+        ao_proc_post(ao_engine_proc(r->s.engine), check_work, NULL, r);
+        wait_flag(r, &r->checked, "its final checkpoint");
+        assert_int_equal(r->final_after, 1);
+    }
+    ckpt_count_t c[2];
+    uint64_t events[2];
+    for (int k = 0; k < 2; k++) {
+        memset(&c[k], 0, sizeof c[k]);
+        ao_status_t st;
+        assert_int_equal(ao_log_list_checkpoints(r->s.log, ids[k], count_ckpt, &c[k], &st), 0);
+        events[k] = 0;
+        assert_int_equal(ao_log_read_workflow(r->s.log, ids[k], 0, UINT64_MAX, 0, count_event, &events[k], &st), 0);
+    }
+    rig_close(r);
+
+    /* The chain: two events a task and a few of its own, under four a task. */
+    assert_true(events[0] >= 2 * CHAIN && events[0] < 4 * CHAIN);
+    assert_int_equal(c[0].autos, 0);
+    assert_int_equal(c[0].finals, 1);
+    /* The retried: far more than four events a task, so automatic
+     * checkpoints, at least four a task's events apart. */
+    assert_true(events[1] >= 3 * 4 * RETRIED);
+    if (c[1].autos < 2) fail_msg("%zu automatic checkpoints in %llu events", c[1].autos, (unsigned long long)events[1]);
+    assert_true(c[1].autos <= events[1] / (4 * RETRIED));
+    for (size_t k = 1; k < c[1].autos && k < 64; k++)
+        if (c[1].auto_seq[k] - c[1].auto_seq[k - 1] < 4 * RETRIED)
+            fail_msg("automatic checkpoints at seqs %llu and %llu", (unsigned long long)c[1].auto_seq[k - 1],
+                     (unsigned long long)c[1].auto_seq[k]);
+    assert_int_equal(c[1].finals, 1);
+}
+
 /* The child (this binary run as `--child DIR`): runs the workflow and
  * exits when its result is let out, before the final checkpoint. */
 static _Noreturn void child(const char *dir)
@@ -673,6 +804,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_prepared_submissions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_request_id_holds_its_spec, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_pages_in_creation_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_automatic_checkpoints_bounded_by_size, setup, teardown),
         cmocka_unit_test_setup_teardown(test_large_submission_packed_beside, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
