@@ -264,7 +264,8 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--dir") && i + 1 < argc) base = argv[++i];
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
         else {
-            fprintf(stderr, "usage: bench_executor [--quick] [--dir DIR] [--only fanout|chain|chain-async|makespan|inflight]\n");
+            fprintf(stderr, "usage: bench_executor [--quick] [--dir DIR] [--only "
+                            "fanout|chain|chain-async|makespan|inflight]\n");
             return 2;
         }
     }
@@ -355,7 +356,8 @@ int main(int argc, char **argv)
         double sync_log = median(logs, rounds), sync_ratio = median(ratios, rounds);
         printf("%-34s %12.1f\n", "fsync floor (one synced write)", floor_us);
         printf("%-34s %12.1f %12.1f   ratio to the fsync floor %.2fx (target <= 1.3x): %s\n",
-               "chain, WAL synced", sync_us, sync_log, sync_ratio, sync_ratio <= 1.3 ? "met" : "NOT met");
+               "chain, WAL synced", sync_us, sync_log, sync_ratio,
+               sync_ratio <= 1.3 ? "met" : "NOT met");
         if (rounds > 1) printf("  (medians of %d rounds, each with its own floor)\n", rounds);
     }
     printf("%-34s %12.1f\n", "write floor (one unsynced write)", afloor_us);

@@ -2755,8 +2755,10 @@ static size_t order_index(ao_engine_t *e, const char *id)
     size_t lo = 0, hi = e->n_order; /* the first created after t */
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (e->order[mid]->pb->created_unix_ms <= t) lo = mid + 1;
-        else hi = mid;
+        if (e->order[mid]->pb->created_unix_ms <= t)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     while (lo > 0 && e->order[lo - 1]->pb->created_unix_ms == t)
         if (e->order[--lo] == wf) return lo;

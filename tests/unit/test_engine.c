@@ -433,7 +433,8 @@ static void sub_batch_work(ao_proc_t *p, void *ud)
         ao_wf_t *wf = NULL;
         uint64_t seq;
         ao_status_t st = {0};
-        b->rc[k] = ao_engine_submit_prepared(b->r->s.engine, "t", b->subs[k], &wf, &seq, &b->dedup[k], &st);
+        b->rc[k] = ao_engine_submit_prepared(b->r->s.engine, "t", b->subs[k], &wf, &seq,
+                                             &b->dedup[k], &st);
         snprintf(b->ids[k], sizeof b->ids[k], "%s", b->rc[k] ? "" : wf->pb->id);
         snprintf(b->msg[k], sizeof b->msg[k], "%s", b->rc[k] ? st.msg : "");
         if (!b->rc[k] && b->watch == (int)k + 1) ao_engine_watch(b->r->s.engine, wf, on_done, b->r);
@@ -447,7 +448,8 @@ static void submit_batch(rig_t *r, sub_batch_t *b, size_t n,
     memset(b, 0, sizeof *b);
     b->r = r;
     b->n = n;
-    for (size_t k = 0; k < n; k++) b->subs[k] = ao_engine_prepare(r->s.engine, specs[k], rids[k]);
+    for (size_t k = 0; k < n; k++)
+        b->subs[k] = ao_engine_prepare(r->s.engine, specs[k], rids[k]);
 }
 
 static void run_batch(rig_t *r, sub_batch_t *b)
@@ -460,9 +462,10 @@ static void assert_refused(const sub_batch_t *b, size_t k, const char *rid, cons
 {
     assert_int_equal(b->rc[k], AO_EEXIST);
     char want[200];
-    snprintf(want, sizeof want, "request_id \"%s\" was used for workflow %s, with another workflow spec",
-             rid, holder);
-    if (!strstr(b->msg[k], want)) fail_msg("submission %zu: \"%s\" lacks \"%s\"", k, b->msg[k], want);
+    snprintf(want, sizeof want,
+             "request_id \"%s\" was used for workflow %s, with another workflow spec", rid, holder);
+    if (!strstr(b->msg[k], want))
+        fail_msg("submission %zu: \"%s\" lacks \"%s\"", k, b->msg[k], want);
 }
 
 static void assert_same(const sub_batch_t *b, size_t k, const char *holder)
@@ -539,7 +542,7 @@ static void test_request_id_holds_its_spec(void **state)
 enum { PAGED = 40, PAGE = 3 };
 typedef struct paging {
     rig_t *r;
-    char made[PAGED][64];   /* in submission order */
+    char made[PAGED][64]; /* in submission order */
     char listed[PAGED + 1][64];
     size_t n_listed, pages, in_other_tenant;
     int rc;
@@ -677,7 +680,8 @@ static void test_automatic_checkpoints_bounded_by_size(void **state)
     retry.max_attempts = FAILS + 1;
     retry.initial_backoff_ms = 1;
     retry.max_backoff_ms = 2;
-    Agentos__V1__TaskSpec__ParamsEntry fail = AGENTOS__V1__TASK_SPEC__PARAMS_ENTRY__INIT, *failp = &fail;
+    Agentos__V1__TaskSpec__ParamsEntry fail = AGENTOS__V1__TASK_SPEC__PARAMS_ENTRY__INIT,
+                                       *failp = &fail;
     fail.key = "fail_first";
     fail.value = "12";
     for (size_t i = 0; i < CHAIN; i++) {
@@ -703,7 +707,8 @@ static void test_automatic_checkpoints_bounded_by_size(void **state)
         rt[i].n_params = 1;
         rtp[i] = &rt[i];
     }
-    Agentos__V1__WorkflowSpec chain = AGENTOS__V1__WORKFLOW_SPEC__INIT, retried = AGENTOS__V1__WORKFLOW_SPEC__INIT;
+    Agentos__V1__WorkflowSpec chain = AGENTOS__V1__WORKFLOW_SPEC__INIT,
+                              retried = AGENTOS__V1__WORKFLOW_SPEC__INIT;
     chain.tasks = ctp;
     chain.n_tasks = CHAIN;
     retried.tasks = rtp;
@@ -732,7 +737,9 @@ static void test_automatic_checkpoints_bounded_by_size(void **state)
         ao_status_t st;
         assert_int_equal(ao_log_list_checkpoints(r->s.log, ids[k], count_ckpt, &c[k], &st), 0);
         events[k] = 0;
-        assert_int_equal(ao_log_read_workflow(r->s.log, ids[k], 0, UINT64_MAX, 0, count_event, &events[k], &st), 0);
+        assert_int_equal(
+            ao_log_read_workflow(r->s.log, ids[k], 0, UINT64_MAX, 0, count_event, &events[k], &st),
+            0);
     }
     rig_close(r);
 
@@ -743,11 +750,14 @@ static void test_automatic_checkpoints_bounded_by_size(void **state)
     /* The retried: far more than four events a task, so automatic
      * checkpoints, at least four a task's events apart. */
     assert_true(events[1] >= 3 * 4 * RETRIED);
-    if (c[1].autos < 2) fail_msg("%zu automatic checkpoints in %llu events", c[1].autos, (unsigned long long)events[1]);
+    if (c[1].autos < 2)
+        fail_msg("%zu automatic checkpoints in %llu events", c[1].autos,
+                 (unsigned long long)events[1]);
     assert_true(c[1].autos <= events[1] / (4 * RETRIED));
     for (size_t k = 1; k < c[1].autos && k < 64; k++)
         if (c[1].auto_seq[k] - c[1].auto_seq[k - 1] < 4 * RETRIED)
-            fail_msg("automatic checkpoints at seqs %llu and %llu", (unsigned long long)c[1].auto_seq[k - 1],
+            fail_msg("automatic checkpoints at seqs %llu and %llu",
+                     (unsigned long long)c[1].auto_seq[k - 1],
                      (unsigned long long)c[1].auto_seq[k]);
     assert_int_equal(c[1].finals, 1);
 }
@@ -799,12 +809,15 @@ int main(int argc, char **argv)
     if (argc == 3 && !strcmp(argv[1], "--child")) child(argv[2]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_result_before_final_checkpoint, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_restart_takes_a_missing_final_checkpoint, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_events_packed_as_protobuf_c_packs_them, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restart_takes_a_missing_final_checkpoint, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_events_packed_as_protobuf_c_packs_them, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_prepared_submissions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_request_id_holds_its_spec, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_pages_in_creation_order, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_automatic_checkpoints_bounded_by_size, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_automatic_checkpoints_bounded_by_size, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_large_submission_packed_beside, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
