@@ -11,7 +11,7 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "integration"))
-from harness import Server, builtin, wait_until  # noqa: E402
+from harness import Server, builtin  # noqa: E402
 
 CTL = os.environ.get("AGENTOSCTL", "agentosctl")
 

@@ -14,7 +14,6 @@ import tempfile
 import time
 import unittest
 
-import grpc
 
 from agentos.v1 import agent_pb2
 from harness import (EV, TS, WS, Mock, Server, epb, make_certs, opb, params, task, task_state,

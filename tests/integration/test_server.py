@@ -9,7 +9,6 @@ that are not UTF-8, refused."""
 import hashlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
