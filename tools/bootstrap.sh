@@ -9,7 +9,7 @@ packages=(
   libgrpc-dev libgrpc++-dev protobuf-compiler-grpc
   libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libprotobuf-dev
   libcurl4-openssl-dev librocksdb-dev libssl-dev libcmocka-dev libjansson-dev libjemalloc-dev
-  python3 python3-grpcio python3-protobuf
+  python3 python3-grpcio python3-protobuf python3-pyflakes
   bazel-bootstrap
 )
 
