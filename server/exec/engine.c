@@ -73,6 +73,7 @@ struct ao_engine {
 
     json_t *wfs;      /* id -> ao_wf_t* */
     json_t *requests; /* tenant 0x1f request_id -> workflow id */
+    json_t *tenant_use; /* tenant -> tenant_use_t*: the usage of all its workflows */
     ao_wf_t **order;  /* creation order */
     size_t n_order, cap_order;
     ao_wf_t **dirty;
@@ -2134,6 +2135,7 @@ ao_engine_t *ao_engine_create(const ao_engine_options_t *opt)
     e->loaded_ud = opt->loaded_ud;
     e->wfs = json_object();
     e->requests = json_object();
+    e->tenant_use = json_object();
     e->tenant_active = json_object();
     atomic_init(&e->inflight, 0);
     atomic_init(&e->active, 0);
@@ -2164,6 +2166,95 @@ struct ao_backends *ao_engine_backends(ao_engine_t *e)
     return e->backends;
 }
 
+/* ---- usage by tenant ---------------------------------------------------------------------- */
+
+/* A tenant's usage, summed as its workflows' usage changes (each workflow
+ * tells it through its usage sink), so that ListWorkflows need not walk
+ * every workflow the tenant ever ran. */
+typedef struct tenant_use {
+    Agentos__V1__Usage *total;
+    Agentos__V1__AgentUsage **agents;
+    size_t n_agents;
+} tenant_use_t;
+
+static tenant_use_t *tenant_use(ao_engine_t *e, const char *tenant)
+{
+    json_t *v = json_object_get(e->tenant_use, tenant);
+    if (v) return (tenant_use_t *)(intptr_t)json_integer_value(v);
+    tenant_use_t *tu = ao_xcalloc(1, sizeof *tu);
+    json_object_set_new(e->tenant_use, tenant, json_integer((json_int_t)(intptr_t)tu));
+    return tu;
+}
+
+static Agentos__V1__AgentUsage *tenant_agent(tenant_use_t *tu, const char *agent)
+{
+    for (size_t i = 0; i < tu->n_agents; i++)
+        if (!strcmp(tu->agents[i]->agent, agent)) return tu->agents[i];
+    Agentos__V1__AgentUsage **slot = ao_pb_push(&tu->agents, &tu->n_agents, sizeof *slot);
+    *slot = ao_xmalloc(sizeof **slot);
+    agentos__v1__agent_usage__init(*slot);
+    (*slot)->agent = ao_xstrdup(agent);
+    return *slot;
+}
+
+static void take_back_call(Agentos__V1__Usage *u)
+{
+    if (u && u->api_calls) u->api_calls--;
+}
+
+/* A workflow's usage sink (wf.h). */
+static void on_usage(void *ud, const char *agent, const Agentos__V1__Usage *u)
+{
+    tenant_use_t *tu = ud;
+    Agentos__V1__AgentUsage *au = tenant_agent(tu, agent);
+    if (u) {
+        ao_usage_add(&tu->total, u);
+        ao_usage_add(&au->usage, u);
+    } else {
+        take_back_call(tu->total);
+        take_back_call(au->usage);
+    }
+}
+
+/* The workflow's usage so far into its tenant's, and what follows through
+ * its sink. */
+static void join_tenant_use(ao_engine_t *e, ao_wf_t *wf)
+{
+    tenant_use_t *tu = tenant_use(e, wf->pb->tenant);
+    ao_usage_add(&tu->total, wf->pb->usage);
+    for (size_t i = 0; i < wf->pb->n_agent_usage; i++) {
+        const Agentos__V1__AgentUsage *au = wf->pb->agent_usage[i];
+        ao_usage_add(&tenant_agent(tu, au->agent)->usage, au->usage);
+    }
+    wf->usage_sink = on_usage;
+    wf->usage_ud = tu;
+}
+
+void ao_engine_tenant_usage(ao_engine_t *e, const char *tenant, const Agentos__V1__Usage **total,
+                            Agentos__V1__AgentUsage *const **agents, size_t *n_agents)
+{
+    json_t *v = json_object_get(e->tenant_use, tenant);
+    const tenant_use_t *tu = v ? (const tenant_use_t *)(intptr_t)json_integer_value(v) : NULL;
+    *total = tu ? tu->total : NULL;
+    *agents = tu ? tu->agents : NULL;
+    *n_agents = tu ? tu->n_agents : 0;
+}
+
+static void tenant_use_free_all(ao_engine_t *e)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(e->tenant_use, k, v)
+    {
+        tenant_use_t *tu = (tenant_use_t *)(intptr_t)json_integer_value(v);
+        ao_pb_free(tu->total);
+        for (size_t i = 0; i < tu->n_agents; i++) ao_pb_free(tu->agents[i]);
+        free(tu->agents);
+        free(tu);
+    }
+    json_decref(e->tenant_use);
+}
+
 static char *request_key(const char *tenant, const char *request_id)
 {
     return ao_xasprintf("%s\x1f%s", tenant, request_id);
@@ -2189,6 +2280,7 @@ static void add_workflow(ao_engine_t *e, ao_wf_t *wf)
         json_object_set_new(e->requests, key, json_string(wf->pb->id));
         free(key);
     }
+    join_tenant_use(e, wf);
 }
 
 typedef struct replay_ctx {
@@ -2405,6 +2497,7 @@ void ao_engine_destroy(ao_engine_t *e)
     free(e->finals);
     json_decref(e->wfs);
     json_decref(e->requests);
+    tenant_use_free_all(e);
     json_decref(e->tenant_active);
     ao_proc_destroy(e->proc);
     pthread_mutex_destroy(&e->lock);

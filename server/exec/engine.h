@@ -131,6 +131,11 @@ void *ao_engine_watch(ao_engine_t *e, ao_wf_t *wf, ao_engine_watch_fn fn, void *
 /* (P) Removes a watch that has not fired; returns 1 if removed. */
 int ao_engine_unwatch(ao_engine_t *e, ao_wf_t *wf, void *handle);
 
+/* (P) The usage of all the tenant's workflows, summed as it changes
+ * (borrowed: valid until the processor's next event; NULL and 0 when the
+ * tenant has none): the total and the split by agent. */
+void ao_engine_tenant_usage(ao_engine_t *e, const char *tenant, const Agentos__V1__Usage **total,
+                            Agentos__V1__AgentUsage *const **agents, size_t *n_agents);
 /* (P) Iterates the workflows of a tenant, newest first, from after the one
  * named `after` (NULL: from the newest). fn returns nonzero to stop. */
 void ao_engine_list(ao_engine_t *e, const char *tenant, const char *after,

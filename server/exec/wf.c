@@ -572,15 +572,18 @@ static void uncount_call(ao_wf_t *wf, Agentos__V1__TaskState *t)
     const char *agent = *t->agent ? t->agent : "(builtin)";
     for (size_t i = 0; i < pb->n_agent_usage; i++)
         if (!strcmp(pb->agent_usage[i]->agent, agent)) take_back_call(pb->agent_usage[i]->usage);
+    if (wf->usage_sink) wf->usage_sink(wf->usage_ud, agent, NULL);
 }
 
 static void count_usage(ao_wf_t *wf, Agentos__V1__TaskState *t, const Agentos__V1__Usage *u)
 {
     if (!u) return;
+    const char *agent = *t->agent ? t->agent : "(builtin)";
     ao_usage_add(&t->usage, u);
     ao_usage_add(&wf->pb->usage, u);
     add_role_usage(wf->pb, ao_task_role(t), u);
-    add_agent_usage(wf->pb, *t->agent ? t->agent : "(builtin)", u);
+    add_agent_usage(wf->pb, agent, u);
+    if (wf->usage_sink) wf->usage_sink(wf->usage_ud, agent, u);
 }
 
 /* ---- findings ------------------------------------------------------------- */

@@ -79,6 +79,11 @@ typedef struct ao_wf {
     int dirty;
     /* Runtime, owned by the scheduler. */
     void *rt;
+    /* If set, told of every change to the workflow's usage after it (the
+     * engine's sums by tenant): u added for `agent`, or u NULL: one API
+     * call of `agent` taken back (an attempt that made none). */
+    void (*usage_sink)(void *ud, const char *agent, const Agentos__V1__Usage *u);
+    void *usage_ud;
 } ao_wf_t;
 
 /* Builds a workflow from its WORKFLOW_SUBMITTED event. AO_EINVAL if the

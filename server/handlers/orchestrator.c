@@ -387,33 +387,6 @@ static int list_one(void *ud, ao_wf_t *wf)
     return 0;
 }
 
-typedef struct usage_ctx {
-    Agentos__V1__Usage *total;
-    Agentos__V1__ListWorkflowsResponse *resp;
-} usage_ctx_t;
-
-static int sum_usage(void *ud, ao_wf_t *wf)
-{
-    usage_ctx_t *u = ud;
-    ao_usage_add(&u->total, wf->pb->usage);
-    for (size_t i = 0; i < wf->pb->n_agent_usage; i++) {
-        const Agentos__V1__AgentUsage *au = wf->pb->agent_usage[i];
-        Agentos__V1__AgentUsage *mine = NULL;
-        for (size_t k = 0; k < u->resp->n_tenant_agent_usage && !mine; k++)
-            if (!strcmp(u->resp->tenant_agent_usage[k]->agent, au->agent))
-                mine = u->resp->tenant_agent_usage[k];
-        if (!mine) {
-            Agentos__V1__AgentUsage **slot = ao_pb_push(&u->resp->tenant_agent_usage,
-                                                        &u->resp->n_tenant_agent_usage, sizeof *slot);
-            mine = *slot = ao_xmalloc(sizeof *mine);
-            agentos__v1__agent_usage__init(mine);
-            mine->agent = au->agent;
-        }
-        ao_usage_add(&mine->usage, au->usage);
-    }
-    return 0;
-}
-
 /* After the commit, like GetWorkflow: the page shows only durable state. */
 static void list_reply(ao_proc_t *p, void *ud)
 {
@@ -425,9 +398,12 @@ static void list_reply(ao_proc_t *p, void *ud)
     if (c.limit > 1000) c.limit = 1000;
     ao_engine_list(op->h->engine, op->tenant, req->page_token, list_one, &c);
     if (c.more) resp.next_page_token = (char *)c.last;
-    usage_ctx_t u = {NULL, &resp};
-    ao_engine_list(op->h->engine, op->tenant, NULL, sum_usage, &u);
-    resp.tenant_usage = u.total;
+    /* Borrowed from the engine, which keeps them summed. */
+    const Agentos__V1__Usage *total;
+    Agentos__V1__AgentUsage *const *agents;
+    ao_engine_tenant_usage(op->h->engine, op->tenant, &total, &agents, &resp.n_tenant_agent_usage);
+    resp.tenant_usage = (Agentos__V1__Usage *)total;
+    resp.tenant_agent_usage = (Agentos__V1__AgentUsage **)agents;
     ao_rpc_reply(op->call, &resp.base);
     for (size_t i = 0; i < resp.n_workflows; i++) {
         if (resp.workflows[i]->n_labels) free(resp.workflows[i]->labels[0]);
@@ -435,12 +411,6 @@ static void list_reply(ao_proc_t *p, void *ud)
         free(resp.workflows[i]);
     }
     free(resp.workflows);
-    for (size_t i = 0; i < resp.n_tenant_agent_usage; i++) {
-        ao_pb_free(resp.tenant_agent_usage[i]->usage);
-        free(resp.tenant_agent_usage[i]);
-    }
-    free(resp.tenant_agent_usage);
-    ao_pb_free(u.total);
 }
 
 static void list_work(ao_proc_t *p, void *ud)

@@ -18,8 +18,8 @@ import unittest
 
 import grpc
 
-from harness import (WS, Client, Server, builtin, free_port, health_pb2, health_pb2_grpc, make_certs, opb,
-                     task, wait_until, wpb)
+from harness import (WS, Client, Server, builtin, epb, free_port, health_pb2, health_pb2_grpc,
+                     make_certs, opb, task, wait_until, wpb)
 
 TOKEN = "s3cret-token-of-alpha"
 
@@ -145,6 +145,69 @@ class ServerTest(unittest.TestCase):
         a = srv.stub(TOKEN)
         self.assertEqual(a.get(a2).status, WS.WORKFLOW_STATUS_RUNNING)
         refused(lambda: a.submit(hold, wait=False))  # a1 (resumed) and a2, recovered
+        srv.stop()
+
+    def test_tenant_usage_is_the_sum_of_its_workflows(self):
+        """ListWorkflows' tenant usage (total and by agent) is the sum of
+        the tenant's workflows' usage, kept as it changes: through retries,
+        calls a breaker refused (taken back), a resume, and a kill -9 and
+        restart (rebuilt from snapshots and replayed events); another
+        tenant's is its own."""
+        other = "beta-token-7c1d"
+        srv = self.start(agents=[
+            builtin("noop"),
+            {"name": "extractor", "kind": "BACKEND_KIND_BUILTIN",
+             "builtin": {"promptTokens": 30, "completionTokens": 10}},
+            {"name": "flaky", "kind": "BACKEND_KIND_BUILTIN", "builtin": {"failFirst": 10},
+             "breaker": {"failureThreshold": 2, "resetTimeoutMs": 600000}},
+        ], config={
+            "tokens": [{"tenant": "alpha", "tokenSha256": sha(TOKEN), "name": "a"},
+                       {"tenant": "beta", "tokenSha256": sha(other), "name": "b"}]}).start()
+        a, b = srv.stub(TOKEN), srv.stub(other)
+        retry = wpb.RetryPolicy(max_attempts=3, initial_backoff_ms=1)
+        ids = [a.submit(wpb.WorkflowSpec(tasks=[task("x", "extractor"), task("n", "noop", deps=["x"])])).workflow_id
+               for _ in range(3)]
+        # The flaky calls open the breaker: their retries make no call (the
+        # call counted at their start is taken back).
+        failed = a.submit(wpb.WorkflowSpec(tasks=[task("f", "flaky", retry=retry, optional=True),
+                                                  task("g", "flaky", retry=retry, optional=True),
+                                                  task("x", "extractor")])).workflow_id
+        ids.append(failed)
+        self.assertEqual([t.attempts for t in a.get(failed).tasks][:2], [3, 3])
+        self.assertEqual(a.get(failed).usage.api_calls, 3)
+        b.submit(wpb.WorkflowSpec(tasks=[task("x", "extractor")]))
+
+        def check(c, tenant_ids, stage):
+            got = c.ListWorkflows(opb.ListWorkflowsRequest(page_size=1))
+            want, by_agent = {}, {}
+            for wf in tenant_ids:
+                u = c.get(wf)
+                for f in ("prompt_tokens", "completion_tokens", "total_tokens", "api_calls", "cost_micros"):
+                    want[f] = want.get(f, 0) + getattr(u.usage, f)
+                for au in u.agent_usage:
+                    d = by_agent.setdefault(au.agent, {})
+                    for f in ("total_tokens", "api_calls"):
+                        d[f] = d.get(f, 0) + getattr(au.usage, f)
+            for f, v in want.items():
+                self.assertEqual(getattr(got.tenant_usage, f), v, "%s: tenant %s" % (stage, f))
+            self.assertEqual({au.agent: {"total_tokens": au.usage.total_tokens, "api_calls": au.usage.api_calls}
+                              for au in got.tenant_agent_usage}, by_agent, stage)
+            return want
+
+        total = check(a, ids, "after the runs")
+        self.assertEqual(total["total_tokens"], 4 * 40)
+        self.assertEqual(check(b, [w.id for w in b.ListWorkflows(opb.ListWorkflowsRequest()).workflows],
+                               "beta")["total_tokens"], 40)
+        # A resume runs the failed tasks again (on another agent).
+        a.ResumeWorkflow(opb.ResumeWorkflowRequest(
+            workflow_id=failed, wait=True,
+            overrides=[epb.TaskOverride(task_id="f", agent="extractor"),
+                       epb.TaskOverride(task_id="g", agent="noop")]))
+        self.assertEqual(check(a, ids, "after the resume")["total_tokens"], 5 * 40)
+        srv.kill9()
+        srv.start()
+        a = srv.stub(TOKEN)
+        self.assertEqual(check(a, ids, "after kill -9 and a restart")["total_tokens"], 5 * 40)
         srv.stop()
 
     def test_tls_and_mtls(self):
