@@ -71,6 +71,8 @@ void ao_config_defaults(Agentos__V1__ServerConfig *cfg)
         cfg->storage->durability = AGENTOS__V1__DURABILITY__DURABILITY_SYNC;
     if (!cfg->storage->checkpoint_every_events) cfg->storage->checkpoint_every_events = 1000;
     if (!cfg->storage->max_batch_events) cfg->storage->max_batch_events = 4096;
+    if (!cfg->storage->max_finished_in_memory) cfg->storage->max_finished_in_memory = 10000;
+    if (!cfg->storage->freeze_idle_ms) cfg->storage->freeze_idle_ms = 1000;
 
     ENSURE(cfg, limits, Agentos__V1__Limits, agentos__v1__limits);
     Agentos__V1__Limits *l = cfg->limits;

@@ -56,6 +56,11 @@ typedef struct wf_rt {
     uint64_t wall_timer[2];
     int in_dirty;
     int any_findings;
+    /* Attempts made whose completion the processor has not taken. */
+    uint32_t live_attempts;
+    /* Last looked up or finished (ms): finished workflows unused the
+     * longest are frozen first. */
+    int64_t last_used_ms;
 } wf_rt_t;
 
 struct ao_engine {
@@ -97,6 +102,8 @@ struct ao_engine {
     /* Finished workflows whose final checkpoint is due (final_due). */
     ao_wf_t **finals;
     size_t n_finals, cap_finals;
+    /* When finished workflows were last looked at for freezing (ms). */
+    int64_t last_freeze_ms;
     /* Finished attempts, freed after the tick (retire). */
     struct attempt **retired;
     size_t n_retired, cap_retired;
@@ -812,6 +819,7 @@ static void start_attempt(ao_engine_t *e, ao_wf_t *wf, uint32_t i)
     attempt_t *a = ao_xcalloc(1, sizeof *a);
     a->e = e;
     a->wf = wf;
+    rt(wf)->live_attempts++;
     a->task = i;
     a->req = build_request(wf, i, input, attempt_id, attempt, agent, now + timeout, missing, n_missing);
     a->attempt_id = a->req->attempt_id;
@@ -1013,9 +1021,10 @@ static void attempt_done_work(ao_proc_t *p, void *ud)
     ao_engine_t *e = a->e;
     ao_wf_t *wf = a->wf;
     uint32_t i = a->task;
-    ao_task_t *tt = &wf->tasks[i];
+    rt(wf)->live_attempts--;
+    ao_task_t *tt = i < ao_wf_ntasks(wf) ? &wf->tasks[i] : NULL;
     /* Stale: the task was cancelled, the workflow resumed or stopped. */
-    if (i >= ao_wf_ntasks(wf) || tt->inflight != (struct ao_attempt *)a || e->stopping) {
+    if (!tt || tt->inflight != (struct ao_attempt *)a || e->stopping) {
         attempt_free(a);
         attempt_finished(e);
         return;
@@ -1686,6 +1695,7 @@ static void complete(ao_engine_t *e, ao_wf_t *wf, int status)
     ao_pb_free(wc.result);
     final_due(e, wf);
     cancel_timers(e, wf);
+    rt(wf)->last_used_ms = ao_now_ms();
     ao_proc_after_commit(e->proc, fire_watches, wf);
     AO_METRIC_INC(workflows_finished);
     count_active(e, wf, -1);
@@ -1861,6 +1871,82 @@ static void step(ao_engine_t *e, ao_wf_t *wf)
  * few enough that the first dispatches overlap the later starts. */
 enum { STARTS_PER_TICK = 256 };
 
+/* ---- finished workflows out of memory ------------------------------------------------------ */
+
+/* A finished workflow is frozen (ao_wf_freeze: its summary stays, its
+ * state is its snapshot) once unused storage.freeze_idle_ms, and only when
+ * more than storage.max_finished_in_memory finished workflows are whole;
+ * the processor looks as often. The ao_wf_t itself stays: what holds it
+ * across a turn (a call waiting for a commit) makes it whole again
+ * (ao_engine_whole) before it reads the state. */
+
+/* Whether nothing holds the workflow's state but the workflow itself, and
+ * its final snapshot is written. */
+static int freezable(ao_engine_t *e, ao_wf_t *wf, int64_t now)
+{
+    wf_rt_t *r = rt(wf);
+    if (r->watches || r->final_due || r->in_deferred || r->in_dirty || r->live_attempts ||
+        r->wall_timer[0] || r->wall_timer[1] || wf->n_running)
+        return 0;
+    if (wf->pb->events_since_checkpoint || ao_log_last_seq(e->log) < wf->pb->last_seq) return 0;
+    return now - r->last_used_ms >= (int64_t)e->cfg->storage->freeze_idle_ms;
+}
+
+static int by_last_use(const void *a, const void *b)
+{
+    ao_wf_t *x = *(ao_wf_t *const *)a, *y = *(ao_wf_t *const *)b;
+    int64_t u = rt(x)->last_used_ms, v = rt(y)->last_used_ms;
+    if (u != v) return u < v ? -1 : 1;
+    return (x->pb->created_unix_ms > y->pb->created_unix_ms) -
+           (x->pb->created_unix_ms < y->pb->created_unix_ms);
+}
+
+/* Freezes the finished workflows unused the longest, down to the limit. */
+static void freeze_unused(ao_engine_t *e, int64_t now)
+{
+    size_t keep = e->cfg->storage->max_finished_in_memory;
+    e->last_freeze_ms = now;
+    if (e->n_order <= keep) return;
+    size_t whole = 0, n = 0;
+    ao_wf_t **cand = NULL;
+    for (size_t k = 0; k < e->n_order; k++) {
+        ao_wf_t *wf = e->order[k];
+        if (wf->frozen || !ao_wf_status_terminal(wf->pb->status)) continue;
+        whole++;
+        if (!freezable(e, wf, now)) continue;
+        if (!cand) cand = ao_xmalloc(e->n_order * sizeof *cand);
+        cand[n++] = wf;
+    }
+    if (whole > keep && n) {
+        qsort(cand, n, sizeof *cand, by_last_use);
+        size_t m = n < whole - keep ? n : whole - keep;
+        for (size_t k = 0; k < m; k++) {
+            ao_wf_freeze(cand[k]);
+            AO_METRIC_INC(workflows_frozen);
+        }
+        AO_INFO("engine", "froze finished workflows=%zu whole=%zu limit=%zu", m, whole - m, keep);
+    }
+    free(cand);
+}
+
+/* Makes a frozen workflow whole from its snapshot in the log. */
+static int thaw(ao_engine_t *e, ao_wf_t *wf, ao_status_t *st)
+{
+    uint64_t seq;
+    void *data;
+    size_t len;
+    int rc = ao_log_get_snapshot(e->log, wf->pb->id, &seq, &data, &len, st);
+    if (rc) return rc;
+    Agentos__V1__Workflow *pb = len ? agentos__v1__workflow__unpack(NULL, len, data) : NULL;
+    free(data);
+    if (!pb)
+        return ao_status_set(st, AO_ECORRUPT, "the snapshot of workflow %s does not decode",
+                             wf->pb->id);
+    if ((rc = ao_wf_thaw(wf, pb, st))) return rc;
+    AO_METRIC_INC(workflows_thawed);
+    return 0;
+}
+
 static int tick(void *ud, ao_proc_t *p)
 {
     (void)p;
@@ -1873,6 +1959,8 @@ static int tick(void *ud, ao_proc_t *p)
         e->n_dirty = 0;
         return 0;
     }
+    int64_t now = ao_now_ms();
+    if (now - e->last_freeze_ms >= (int64_t)e->cfg->storage->freeze_idle_ms) freeze_unused(e, now);
     e->starts_left = STARTS_PER_TICK;
     /* Workflows paused in the last tick go first: those dirtied since
      * must not starve them. */
@@ -2377,7 +2465,11 @@ int ao_engine_recover(ao_engine_t *e, ao_status_t *st)
             final_due(e, wf);
             finals++;
         }
+        if (ao_wf_status_terminal(wf->pb->status)) rt(wf)->last_used_ms = wf->pb->finished_unix_ms;
     }
+    /* Past the limit, the finished workflows that ended longest ago keep
+     * their summary only. */
+    freeze_unused(e, ao_now_ms());
     AO_INFO("engine",
             "recovered workflows=%zu unfinished=%zu final_checkpoints_due=%zu replayed_events=%zu "
             "last_seq=%llu ms=%.1f",
@@ -2515,7 +2607,21 @@ ao_wf_t *ao_engine_find(ao_engine_t *e, const char *id, const char *tenant, ao_s
         ao_status_set(st, AO_ENOTFOUND, "workflow \"%.100s\" not found", id);
         return NULL;
     }
-    return wf;
+    return ao_engine_whole(e, wf, st) ? NULL : wf;
+}
+
+int ao_engine_whole(ao_engine_t *e, ao_wf_t *wf, ao_status_t *st)
+{
+    if (wf->frozen) {
+        int rc = thaw(e, wf, st);
+        if (rc) {
+            AO_ERROR("engine", "workflow %s could not be loaded from its snapshot: %s", wf->pb->id,
+                     st->msg);
+            return rc;
+        }
+    }
+    rt(wf)->last_used_ms = ao_now_ms();
+    return 0;
 }
 
 struct ao_submission {

@@ -136,6 +136,12 @@ int ao_engine_unwatch(ao_engine_t *e, ao_wf_t *wf, void *handle);
  * tenant has none): the total and the split by agent. */
 void ao_engine_tenant_usage(ao_engine_t *e, const char *tenant, const Agentos__V1__Usage **total,
                             Agentos__V1__AgentUsage *const **agents, size_t *n_agents);
+/* (P) Makes a frozen workflow whole again from its snapshot (finished
+ * workflows past storage.max_finished_in_memory are frozen when unused):
+ * whoever holds a workflow across a processor turn calls it before reading
+ * the state. ao_engine_find does. AO_ECORRUPT (or the log's error) if the
+ * snapshot cannot be read. */
+int ao_engine_whole(ao_engine_t *e, ao_wf_t *wf, ao_status_t *st);
 /* (P) Iterates the workflows of a tenant, newest first, from after the one
  * named `after` (NULL: from the newest). fn returns nonzero to stop. */
 void ao_engine_list(ao_engine_t *e, const char *tenant, const char *after,

@@ -468,6 +468,80 @@ int ao_wf_from_snapshot(Agentos__V1__Workflow *pb, ao_wf_t **out, ao_status_t *s
     return 0;
 }
 
+/* Moves *from into *to (a string field), leaving from empty. */
+static void move_str(char **to, char **from)
+{
+    *to = *from;
+    *from = (char *)protobuf_c_empty_string;
+}
+
+void ao_wf_freeze(ao_wf_t *wf)
+{
+    if (wf->frozen) return;
+    Agentos__V1__Workflow *old = wf->pb, *pb = ao_xmalloc(sizeof *pb);
+    agentos__v1__workflow__init(pb);
+    move_str(&pb->id, &old->id);
+    move_str(&pb->tenant, &old->tenant);
+    move_str(&pb->request_id, &old->request_id);
+    move_str(&pb->submission_sha256, &old->submission_sha256);
+    pb->status = old->status;
+    pb->created_unix_ms = old->created_unix_ms;
+    pb->started_unix_ms = old->started_unix_ms;
+    pb->finished_unix_ms = old->finished_unix_ms;
+    pb->last_seq = old->last_seq;
+    pb->usage = old->usage;
+    old->usage = NULL;
+    if (old->spec) {
+        pb->spec = ao_xmalloc(sizeof *pb->spec);
+        agentos__v1__workflow_spec__init(pb->spec);
+        move_str(&pb->spec->name, &old->spec->name);
+        pb->spec->labels = old->spec->labels;
+        pb->spec->n_labels = old->spec->n_labels;
+        old->spec->labels = NULL;
+        old->spec->n_labels = 0;
+    }
+    wf->frozen_tasks = (uint32_t)old->n_tasks;
+    free_index(wf);
+    free(wf->ready.v);
+    free(wf->to_skip.v);
+    free(wf->stage_done.v);
+    memset(&wf->ready, 0, sizeof wf->ready);
+    memset(&wf->to_skip, 0, sizeof wf->to_skip);
+    memset(&wf->stage_done, 0, sizeof wf->stage_done);
+    ao_pb_free(old);
+    wf->pb = pb;
+    wf->frozen = 1;
+}
+
+int ao_wf_thaw(ao_wf_t *wf, Agentos__V1__Workflow *pb, ao_status_t *st)
+{
+    if (strcmp(pb->id, wf->pb->id) || pb->last_seq != wf->pb->last_seq ||
+        pb->n_tasks != wf->frozen_tasks) {
+        ao_status_set(st, AO_ECORRUPT,
+                      "the snapshot of workflow %s is not its final state (%s at seq %llu, %zu "
+                      "tasks)",
+                      wf->pb->id, pb->id, (unsigned long long)pb->last_seq, pb->n_tasks);
+        ao_pb_free(pb);
+        return AO_ECORRUPT;
+    }
+    Agentos__V1__Workflow *summary = wf->pb;
+    uint32_t done = wf->n_terminal;
+    wf->pb = pb;
+    int rc = ao_wf_rebuild(wf, st);
+    if (rc) {
+        free_index(wf);
+        wf->pb = summary;
+        wf->n_terminal = done;
+        wf->n_running = 0;
+        ao_pb_free(pb);
+        return rc;
+    }
+    ao_pb_free(summary);
+    wf->frozen = 0;
+    wf->frozen_tasks = 0;
+    return 0;
+}
+
 void ao_wf_free(ao_wf_t *wf)
 {
     if (!wf) return;

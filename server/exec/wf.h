@@ -84,6 +84,10 @@ typedef struct ao_wf {
      * call of `agent` taken back (an attempt that made none). */
     void (*usage_sink)(void *ud, const char *agent, const Agentos__V1__Usage *u);
     void *usage_ud;
+    /* Frozen (ao_wf_freeze): pb holds only its summary, tasks and indexes
+     * are gone; frozen_tasks is its task count. */
+    int frozen;
+    uint32_t frozen_tasks;
 } ao_wf_t;
 
 /* Builds a workflow from its WORKFLOW_SUBMITTED event. AO_EINVAL if the
@@ -167,6 +171,21 @@ void ao_usage_add(Agentos__V1__Usage **acc, const Agentos__V1__Usage *u);
 
 /* Rebuilds every index from wf->pb (after a snapshot load or a reset). */
 int ao_wf_rebuild(ao_wf_t *wf, ao_status_t *st);
+
+/* A finished workflow reduced to its summary: id, tenant, request id and
+ * submission digest, status, times, last_seq, usage, the spec's name and
+ * labels, the task count and how many are done. Its whole state is its
+ * snapshot in the log; ao_wf_thaw puts it back from there. */
+void ao_wf_freeze(ao_wf_t *wf);
+/* Makes a frozen workflow whole again from its snapshot's state (takes
+ * pb). AO_ECORRUPT if it is not this workflow's, or inconsistent; wf stays
+ * frozen then. */
+int ao_wf_thaw(ao_wf_t *wf, Agentos__V1__Workflow *pb, ao_status_t *st);
+/* The task count, frozen or not. */
+static inline size_t ao_wf_tasks_total(const ao_wf_t *wf)
+{
+    return wf->frozen ? wf->frozen_tasks : wf->pb->n_tasks;
+}
 
 void ao_idxlist_push(ao_idxlist_t *l, uint32_t v);
 

@@ -101,6 +101,12 @@ static int find(op_t *op, const char *id)
 
 static void reply_orchestrate(op_t *op)
 {
+    ao_status_t st;
+    /* Found in an earlier turn: it may have been frozen since. */
+    if (ao_engine_whole(op->h->engine, op->wf, &st)) {
+        op_fail(op, &st);
+        return;
+    }
     Agentos__V1__OrchestrateResponse r = AGENTOS__V1__ORCHESTRATE_RESPONSE__INIT;
     r.workflow_id = op->wf->pb->id;
     r.status = op->wf->pb->status;
@@ -297,6 +303,12 @@ static void reply_state(ao_proc_t *p, void *ud)
 {
     (void)p;
     op_t *op = ud;
+    ao_status_t st;
+    /* Found in an earlier turn: it may have been frozen since. */
+    if (ao_engine_whole(op->h->engine, op->wf, &st)) {
+        op_fail(op, &st);
+        return;
+    }
     ao_rpc_reply(op->call, &op->wf->pb->base);
 }
 
@@ -378,7 +390,7 @@ static int list_one(void *ud, ao_wf_t *wf)
         }
         s->n_labels = nl;
     }
-    s->tasks_total = (uint32_t)ao_wf_ntasks(wf);
+    s->tasks_total = (uint32_t)ao_wf_tasks_total(wf);
     s->tasks_done = wf->n_terminal;
     s->usage = wf->pb->usage;
     s->created_unix_ms = wf->pb->created_unix_ms;

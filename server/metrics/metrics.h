@@ -26,6 +26,8 @@
     XX(workflows_partial, "Workflows that ended PARTIAL_SUCCESS")                                  \
     XX(workflows_budget_exceeded, "Workflows halted by a budget")                                  \
     XX(workflows_cancelled, "Workflows cancelled")                                                 \
+    XX(workflows_frozen, "Finished workflows reduced to their summary in memory")                  \
+    XX(workflows_thawed, "Frozen workflows loaded whole again from their snapshot")                \
     XX(attempts_started, "Agent attempts started")                                                 \
     XX(attempts_failed, "Agent attempts that failed")                                              \
     XX(tasks_succeeded, "Tasks completed with a result")                                           \

@@ -144,7 +144,7 @@ class ConcurrentLifecycleTest(unittest.TestCase):
         subscriber to the whole log sees every event once and in order; at
         the end every workflow settles, the log reads back 1..N, and
         agentosd stops cleanly under ASan and UBSan."""
-        srv = Server(agents=race_agents()).start()
+        srv = race_server().start()
         self.addCleanup(srv.cleanup)
         clients = Clients(srv)
         # A subscriber to the whole log, live from the first event: it must
@@ -186,6 +186,8 @@ class ConcurrentLifecycleTest(unittest.TestCase):
         sub.join(timeout=10)
         self.assertEqual(stream_error, [])
         self.assertEqual(seen, list(range(1, len(seen) + 1)), "a gap, a duplicate or a reordering")
+        # Finished workflows were frozen in the middle of it (race_server).
+        self.assertIn("froze finished workflows", srv.log())
         srv.stop()
         seqs = log_seqs(srv)
         self.assertEqual(seqs, list(range(1, len(seqs) + 1)))
@@ -206,12 +208,21 @@ class ConcurrentLifecycleTest(unittest.TestCase):
         restarts_under_load(self, seed=21, stop=lambda srv: srv.stop(), follow=True)
 
 
+def race_server():
+    """agentosd for the races, keeping only four finished workflows whole:
+    the others are frozen once unused for 20 ms and thawed by the next
+    call that names them, in the middle of the races."""
+    srv = Server(agents=race_agents())
+    srv.config["storage"].update({"maxFinishedInMemory": 4, "freezeIdleMs": 20})
+    return srv
+
+
 def restarts_under_load(test, seed, stop, follow=False, srv=None, clients_cls=None, slow_task=None):
     """Three rounds of: the racing clients until a random moment once
     submissions flow, stop(srv), restart, every acknowledged submission
     there. Then everything settles and the log reads back 1..N."""
     if srv is None:
-        srv = Server(agents=race_agents()).start()
+        srv = race_server().start()
         test.addCleanup(srv.cleanup)
     clients = (clients_cls or Clients)(srv, seed=seed)
     rng = random.Random(seed * 101)

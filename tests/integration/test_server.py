@@ -15,6 +15,7 @@ import tempfile
 import threading
 import time
 import unittest
+import urllib.request
 
 import grpc
 
@@ -208,6 +209,61 @@ class ServerTest(unittest.TestCase):
         srv.start()
         a = srv.stub(TOKEN)
         self.assertEqual(check(a, ids, "after kill -9 and a restart")["total_tokens"], 5 * 40)
+        srv.stop()
+
+    def test_finished_workflows_leave_memory_and_come_back(self):
+        """Past storage.maxFinishedInMemory, finished workflows unused for
+        freezeIdleMs keep only their summary: ListWorkflows still shows it, and
+        GetWorkflow, a retried submit with their request_id and a resume
+        load them whole from their snapshot, as they were; also after a
+        kill -9 and a restart."""
+        metrics = free_port()
+        srv = self.start(agents=[builtin("noop"), builtin("broken", failAlways=True)], config={
+            "metricsListen": "127.0.0.1:%d" % metrics,
+            "storage": {"dataDir": os.path.join(tempfile.mkdtemp(prefix="agentos-cold-"), "data"),
+                        "maxFinishedInMemory": 1, "freezeIdleMs": 100}}).start()
+        c = srv.stub()
+
+        def counter(name):
+            text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % metrics, timeout=5).read().decode()
+            for line in text.splitlines():
+                if line.startswith("agentos_workflows_%s_total " % name):
+                    return int(line.split()[1])
+            raise AssertionError("no agentos_workflows_%s_total counter" % name)
+
+        specs = [wpb.WorkflowSpec(name="w%d" % k, labels={"batch": "cold"},
+                                  tasks=[task("a", "broken" if k == 0 else "noop", optional=k == 0,
+                                              impact="a is optional"),
+                                         task("b", "noop", deps=["a"] if k else [])])
+                 for k in range(4)]
+        ids = [c.submit(sp, request_id="cold-%d" % k).workflow_id for k, sp in enumerate(specs)]
+        whole = {wf: c.get(wf) for wf in ids}
+        listed = {w.id: w for w in c.ListWorkflows(opb.ListWorkflowsRequest(page_size=10)).workflows}
+        # Each call is a processor turn, which looks for unused ones.
+        wait_until(lambda: c.ListWorkflows(opb.ListWorkflowsRequest(page_size=1)) and counter("frozen") >= 3,
+                   timeout=30, what="three workflows frozen", interval=0.1)
+        self.assertEqual(counter("frozen"), 3)
+        now = {w.id: w for w in c.ListWorkflows(opb.ListWorkflowsRequest(
+            page_size=10, labels={"batch": "cold"})).workflows}
+        self.assertEqual(now, listed)
+        thawed = counter("thawed")
+        for wf in ids:
+            self.assertEqual(c.get(wf), whole[wf])
+        self.assertEqual(counter("thawed"), thawed + 3)
+        wait_until(lambda: c.ListWorkflows(opb.ListWorkflowsRequest(page_size=1)) and counter("frozen") >= 6,
+                   timeout=30, what="frozen again", interval=0.1)
+        r = c.submit(specs[1], request_id="cold-1")
+        self.assertTrue(r.deduplicated)
+        self.assertEqual(r.workflow_id, ids[1])
+        srv.kill9()
+        srv.start()
+        c = srv.stub()
+        for wf in ids:
+            self.assertEqual(c.get(wf), whole[wf])
+        # The partial one resumed, its optional task on another agent.
+        res = c.ResumeWorkflow(opb.ResumeWorkflowRequest(
+            workflow_id=ids[0], wait=True, overrides=[epb.TaskOverride(task_id="a", agent="noop")]))
+        self.assertEqual(res.status, WS.WORKFLOW_STATUS_SUCCESS)
         srv.stop()
 
     def test_tls_and_mtls(self):

@@ -15,6 +15,8 @@
  *   were created in one millisecond;
  *   automatic checkpoints come at most once per four events a task: none
  *   in a chain whose tasks run once, several in a workflow that retries;
+ *   finished workflows past storage.maxFinishedInMemory keep only their
+ *   summary and are loaded whole, as they were, when looked up;
  *
  *   the events in the log are the bytes protobuf-c packs for them, also
  *   a TASK_SUCCEEDED whose reply was packed on the agent's thread.
@@ -34,6 +36,7 @@
 #include "engine_stack.h"
 #include "eventlog.h"
 #include "log.h"
+#include "metrics.h"
 #include "pbjson.h"
 #include "pool.h"
 #include "testdir.h"
@@ -762,6 +765,252 @@ static void test_automatic_checkpoints_bounded_by_size(void **state)
     assert_int_equal(c[1].finals, 1);
 }
 
+/* ---- finished workflows frozen and thawed ---- */
+
+enum { COLD = 5 };
+typedef struct cold_run {
+    rig_t *r;
+    char ids[COLD][64];
+    uint8_t *packed[COLD]; /* each one's whole state before it was frozen */
+    size_t packed_len[COLD];
+    int frozen[COLD];
+    uint32_t listed_total[COLD], listed_done[COLD];
+    int listed_status[COLD];
+    int rc, differ, resumed_rc;
+    char msg[512];
+    int done;
+} cold_run_t;
+
+static int index_of(cold_run_t *c, const char *id)
+{
+    for (int k = 0; k < COLD; k++)
+        if (!strcmp(c->ids[k], id)) return k;
+    return -1;
+}
+
+static void pack_all_work(ao_proc_t *p, void *ud)
+{
+    (void)p;
+    cold_run_t *c = ud;
+    for (int k = 0; k < COLD && !c->rc; k++) {
+        ao_status_t st;
+        ao_wf_t *wf = ao_engine_find(c->r->s.engine, c->ids[k], "t", &st);
+        if (!wf) {
+            c->rc = -1;
+            snprintf(c->msg, sizeof c->msg, "%s", st.msg);
+            break;
+        }
+        c->packed[k] = ao_wf_pack(wf, &c->packed_len[k]);
+    }
+    signal_rig(c->r, &c->done);
+}
+
+static int list_cold(void *ud, ao_wf_t *wf)
+{
+    cold_run_t *c = ud;
+    int k = index_of(c, wf->pb->id);
+    if (k < 0) return 0;
+    c->frozen[k] = wf->frozen;
+    c->listed_total[k] = (uint32_t)ao_wf_tasks_total(wf);
+    c->listed_done[k] = wf->n_terminal;
+    c->listed_status[k] = wf->pb->status;
+    return 0;
+}
+
+static void list_cold_work(ao_proc_t *p, void *ud)
+{
+    (void)p;
+    cold_run_t *c = ud;
+    ao_engine_list(c->r->s.engine, "t", NULL, list_cold, c);
+    signal_rig(c->r, &c->done);
+}
+
+/* Each found (thawed if frozen) and packed again: the same bytes. */
+static void thaw_all_work(ao_proc_t *p, void *ud)
+{
+    (void)p;
+    cold_run_t *c = ud;
+    for (int k = 0; k < COLD; k++) {
+        ao_status_t st;
+        ao_wf_t *wf = ao_engine_find(c->r->s.engine, c->ids[k], "t", &st);
+        if (!wf) {
+            c->rc = -1;
+            snprintf(c->msg, sizeof c->msg, "%s", st.msg);
+            break;
+        }
+        size_t len;
+        uint8_t *b = ao_wf_pack(wf, &len);
+        if (len != c->packed_len[k] || memcmp(b, c->packed[k], len)) c->differ |= 1 << k;
+        free(b);
+    }
+    signal_rig(c->r, &c->done);
+}
+
+/* A workflow held across a turn and frozen meanwhile: ao_engine_whole
+ * makes it whole again, the same bytes. */
+static void held_frozen_work(ao_proc_t *p, void *ud)
+{
+    (void)p;
+    cold_run_t *c = ud;
+    ao_status_t st;
+    ao_wf_t *wf = ao_engine_find(c->r->s.engine, c->ids[COLD - 1], "t", &st);
+    size_t before_len, after_len;
+    uint8_t *before = ao_wf_pack(wf, &before_len);
+    ao_wf_freeze(wf);
+    c->rc = ao_engine_whole(c->r->s.engine, wf, &st);
+    if (c->rc) snprintf(c->msg, sizeof c->msg, "%s", st.msg);
+    uint8_t *after = c->rc ? NULL : ao_wf_pack(wf, &after_len);
+    c->differ = !after || after_len != before_len || memcmp(after, before, after_len);
+    free(before);
+    free(after);
+    signal_rig(c->r, &c->done);
+}
+
+static void resume_cold_work(ao_proc_t *p, void *ud)
+{
+    (void)p;
+    cold_run_t *c = ud;
+    ao_status_t st;
+    ao_wf_t *wf = ao_engine_find(c->r->s.engine, c->ids[0], "t", &st);
+    Agentos__V1__TaskOverride o = AGENTOS__V1__TASK_OVERRIDE__INIT, *op = &o;
+    o.task_id = "only";
+    o.agent = "noop";
+    uint64_t seq;
+    c->resumed_rc = wf ? ao_engine_resume(c->r->s.engine, wf, NULL, &op, 1, NULL, &seq, &st) : -1;
+    if (c->resumed_rc)
+        snprintf(c->msg, sizeof c->msg, "%s", st.msg);
+    else
+        ao_engine_watch(c->r->s.engine, wf, on_done, c->r);
+    signal_rig(c->r, &c->done);
+}
+
+static void run_cold(rig_t *r, cold_run_t *c, ao_proc_work_fn fn)
+{
+    c->done = 0;
+    ao_proc_post(ao_engine_proc(r->s.engine), fn, NULL, c);
+    wait_flag(r, &c->done, "the processor's turn");
+}
+
+static uint64_t frozen_count(void)
+{
+    return atomic_load(&ao_metrics.workflows_frozen);
+}
+
+/* Past storage.maxFinishedInMemory, finished workflows unused for a second
+ * keep only their summary (ListWorkflows shows it), and the next lookup
+ * loads them whole from their snapshot, as they were: the same state
+ * bytes; a frozen failed workflow resumes. After a restart the limit holds
+ * from the start. */
+static void test_finished_workflows_frozen_and_thawed(void **state)
+{
+    rig_t *r = *state;
+    static const char *const config =
+        "{\"agents\":[{\"name\":\"noop\",\"kind\":\"BACKEND_KIND_BUILTIN\"},"
+        "{\"name\":\"broken\",\"kind\":\"BACKEND_KIND_BUILTIN\",\"builtin\":{\"failAlways\":true}}]"
+        ","
+        "\"storage\":{\"durability\":\"DURABILITY_SYNC\",\"maxFinishedInMemory\":2}}";
+    rig_open_with(r, r->dir, config);
+    cold_run_t *c = calloc(1, sizeof *c);
+    c->r = r;
+    Agentos__V1__TaskSpec t = AGENTOS__V1__TASK_SPEC__INIT, u = AGENTOS__V1__TASK_SPEC__INIT,
+                          *tp[2] = {&t, &u};
+    t.id = "only";
+    u.id = "after";
+    char *dep = "only";
+    u.depends_on = &dep;
+    u.n_depends_on = 1;
+    u.agent = "noop";
+    Agentos__V1__WorkflowSpec s = AGENTOS__V1__WORKFLOW_SPEC__INIT;
+    s.tasks = tp;
+    s.n_tasks = 2;
+    for (int k = 0; k < COLD; k++) {
+        t.agent = k == 0 ? "broken" : "noop"; /* the first fails */
+        const Agentos__V1__WorkflowSpec *sp = &s;
+        sub_batch_t b;
+        submit_batch(r, &b, 1, &sp, (const char *[]){""});
+        b.watch = 1;
+        r->done = r->checked = 0;
+        run_batch(r, &b);
+        if (b.rc[0]) fail_msg("%s", b.msg[0]);
+        snprintf(c->ids[k], sizeof c->ids[k], "%.63s", b.ids[0]);
+        wait_flag(r, &r->done, "a result");
+        snprintf(r->wf_id, sizeof r->wf_id, "%.63s", c->ids[k]);
+        ao_proc_post(ao_engine_proc(r->s.engine), check_work, NULL, r);
+        wait_flag(r, &r->checked, "its final checkpoint");
+    }
+    run_cold(r, c, pack_all_work);
+    if (c->rc) fail_msg("%s", c->msg);
+
+    /* Three of the five frozen once unused a second (each processor turn
+     * looks, at most once a second). */
+    uint64_t f0 = frozen_count();
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += WAIT_S;
+    for (;;) {
+        run_cold(r, c, list_cold_work);
+        int n = 0;
+        for (int k = 0; k < COLD; k++)
+            n += c->frozen[k];
+        if (n == 3) break;
+        if (n > 3) fail_msg("%d frozen, past the limit of 2 kept whole", n);
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec > until.tv_sec) fail_msg("not frozen within %d s", WAIT_S);
+        nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);
+    }
+    assert_int_equal(frozen_count() - f0, 3);
+    /* The oldest three, unused the longest; their summaries as they were. */
+    for (int k = 0; k < COLD; k++) {
+        assert_int_equal(c->frozen[k], k < 3);
+        assert_int_equal(c->listed_total[k], 2);
+        assert_int_equal(c->listed_done[k], 2);
+        assert_int_equal(c->listed_status[k],
+                         k == 0 ? AGENTOS__V1__WORKFLOW_STATUS__WORKFLOW_STATUS_FAILED
+                                : AGENTOS__V1__WORKFLOW_STATUS__WORKFLOW_STATUS_SUCCESS);
+    }
+    uint64_t t0 = atomic_load(&ao_metrics.workflows_thawed);
+    run_cold(r, c, thaw_all_work);
+    if (c->rc) fail_msg("%s", c->msg);
+    assert_int_equal(c->differ, 0);
+    assert_int_equal(atomic_load(&ao_metrics.workflows_thawed) - t0, 3);
+
+    run_cold(r, c, held_frozen_work);
+    if (c->rc) fail_msg("%s", c->msg);
+    assert_int_equal(c->differ, 0);
+
+    /* A failed one frozen again, then resumed: it runs and succeeds. */
+    for (;;) {
+        run_cold(r, c, list_cold_work);
+        if (c->frozen[0]) break;
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec > until.tv_sec) fail_msg("not frozen again within %d s", WAIT_S);
+        nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);
+    }
+    r->done = 0;
+    run_cold(r, c, resume_cold_work);
+    if (c->resumed_rc) fail_msg("resume: %s", c->msg);
+    wait_flag(r, &r->done, "the resumed workflow's result");
+    rig_close(r);
+
+    /* A restart: the two most recently finished stay whole, the rest are
+     * frozen before the first call. */
+    f0 = frozen_count();
+    rig_open_with(r, r->dir, config);
+    assert_int_equal(frozen_count() - f0, 3);
+    run_cold(r, c, list_cold_work);
+    int n = 0;
+    for (int k = 0; k < COLD; k++)
+        n += c->frozen[k];
+    assert_int_equal(n, 3);
+    assert_int_equal(c->frozen[0], 0); /* the resumed one finished last */
+    rig_close(r);
+    for (int k = 0; k < COLD; k++)
+        free(c->packed[k]);
+    free(c);
+}
+
 /* The child (this binary run as `--child DIR`): runs the workflow and
  * exits when its result is let out, before the final checkpoint. */
 static _Noreturn void child(const char *dir)
@@ -816,6 +1065,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_prepared_submissions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_request_id_holds_its_spec, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_pages_in_creation_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_finished_workflows_frozen_and_thawed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_automatic_checkpoints_bounded_by_size, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_large_submission_packed_beside, setup, teardown),
