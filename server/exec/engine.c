@@ -2411,8 +2411,32 @@ typedef struct load_ctx {
     ao_engine_t *e;
     ao_status_t *st;
     int rc;
-    size_t loaded, replayed;
+    size_t loaded, replayed, frozen;
+    /* The finished workflows loaded last (storage.max_finished_in_memory of
+     * them, a ring): one that falls out is frozen at once, so that a start
+     * never holds more finished workflows whole than the limit. */
+    ao_wf_t **recent;
+    size_t n_recent, next_recent;
 } load_ctx_t;
+
+/* A finished workflow just loaded: kept whole among the latest, or the
+ * oldest of those frozen in its place. Snapshots come in workflow id
+ * order, which is creation order. */
+static void keep_recent(load_ctx_t *c, ao_wf_t *wf)
+{
+    size_t keep = c->e->cfg->storage->max_finished_in_memory;
+    if (!ao_wf_status_terminal(wf->pb->status) || wf->pb->events_since_checkpoint || !keep) return;
+    if (!c->recent) c->recent = ao_xcalloc(keep, sizeof *c->recent);
+    if (c->n_recent < keep) {
+        c->recent[c->n_recent++] = wf;
+        return;
+    }
+    ao_wf_freeze(c->recent[c->next_recent]);
+    AO_METRIC_INC(workflows_frozen);
+    c->frozen++;
+    c->recent[c->next_recent] = wf;
+    c->next_recent = (c->next_recent + 1) % keep;
+}
 
 static int load_snapshot(void *ud, const char *wf_id, uint64_t seq, const void *data, size_t len)
 {
@@ -2444,6 +2468,7 @@ static int load_snapshot(void *ud, const char *wf_id, uint64_t seq, const void *
     }
     add_workflow(c->e, wf);
     if (!ao_wf_status_terminal(wf->pb->status)) count_active(c->e, wf, 1);
+    keep_recent(c, wf);
     if (c->e->workflow_loaded) c->e->workflow_loaded(c->e->loaded_ud, wf->pb->id, wf->pb->tenant);
     c->loaded++;
     return 0;
@@ -2452,8 +2477,9 @@ static int load_snapshot(void *ud, const char *wf_id, uint64_t seq, const void *
 int ao_engine_recover(ao_engine_t *e, ao_status_t *st)
 {
     int64_t t0 = ao_mono_us();
-    load_ctx_t c = {e, st, 0, 0, 0};
+    load_ctx_t c = {e, st, 0, 0, 0, 0, NULL, 0, 0};
     int rc = ao_log_scan_snapshots(e->log, load_snapshot, &c, st);
+    free(c.recent);
     if (rc || c.rc) return rc ? rc : c.rc;
     size_t unfinished = 0, finals = 0;
     for (size_t k = 0; k < e->n_order; k++) {
@@ -2467,14 +2493,11 @@ int ao_engine_recover(ao_engine_t *e, ao_status_t *st)
         }
         if (ao_wf_status_terminal(wf->pb->status)) rt(wf)->last_used_ms = wf->pb->finished_unix_ms;
     }
-    /* Past the limit, the finished workflows that ended longest ago keep
-     * their summary only. */
-    freeze_unused(e, ao_now_ms());
     AO_INFO("engine",
-            "recovered workflows=%zu unfinished=%zu final_checkpoints_due=%zu replayed_events=%zu "
-            "last_seq=%llu ms=%.1f",
-            c.loaded, unfinished, finals, c.replayed, (unsigned long long)ao_log_last_seq(e->log),
-            (double)(ao_mono_us() - t0) / 1000.0);
+            "recovered workflows=%zu unfinished=%zu final_checkpoints_due=%zu frozen=%zu "
+            "replayed_events=%zu last_seq=%llu ms=%.1f",
+            c.loaded, unfinished, finals, c.frozen, c.replayed,
+            (unsigned long long)ao_log_last_seq(e->log), (double)(ao_mono_us() - t0) / 1000.0);
     return 0;
 }
 
