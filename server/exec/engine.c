@@ -61,6 +61,8 @@ typedef struct wf_rt {
     /* Last looked up or finished (ms): finished workflows unused the
      * longest are frozen first. */
     int64_t last_used_ms;
+    /* Its place in e->done + 1, or 0. */
+    size_t done_pos;
 } wf_rt_t;
 
 struct ao_engine {
@@ -104,6 +106,11 @@ struct ao_engine {
     size_t n_finals, cap_finals;
     /* When finished workflows were last looked at for freezing (ms). */
     int64_t last_freeze_ms;
+    /* Finished workflows that may be whole (some resumed or frozen since:
+     * the freezing pass drops those), so that the pass need not walk every
+     * workflow. */
+    ao_wf_t **done;
+    size_t n_done, cap_done;
     /* Finished attempts, freed after the tick (retire). */
     struct attempt **retired;
     size_t n_retired, cap_retired;
@@ -166,6 +173,8 @@ static const char *enum_name(const ProtobufCEnumDescriptor *d, int v, size_t str
 }
 
 /* Appends wf to a list of workflows (v, n, cap). */
+static void done_add(ao_engine_t *e, ao_wf_t *wf);
+
 static void push_wf(ao_wf_t ***v, size_t *n, size_t *cap, ao_wf_t *wf)
 {
     if (*n == *cap) {
@@ -1696,6 +1705,7 @@ static void complete(ao_engine_t *e, ao_wf_t *wf, int status)
     final_due(e, wf);
     cancel_timers(e, wf);
     rt(wf)->last_used_ms = ao_now_ms();
+    done_add(e, wf);
     ao_proc_after_commit(e->proc, fire_watches, wf);
     AO_METRIC_INC(workflows_finished);
     count_active(e, wf, -1);
@@ -1901,31 +1911,49 @@ static int by_last_use(const void *a, const void *b)
            (x->pb->created_unix_ms < y->pb->created_unix_ms);
 }
 
+/* A finished workflow, whole: into e->done (once). */
+static void done_add(ao_engine_t *e, ao_wf_t *wf)
+{
+    wf_rt_t *r = rt(wf);
+    if (r->done_pos) return;
+    push_wf(&e->done, &e->n_done, &e->cap_done, wf);
+    r->done_pos = e->n_done;
+}
+
+static void done_drop(ao_engine_t *e, size_t k)
+{
+    rt(e->done[k])->done_pos = 0;
+    e->done[k] = e->done[--e->n_done];
+    if (k < e->n_done) rt(e->done[k])->done_pos = k + 1;
+}
+
 /* Freezes the finished workflows unused the longest, down to the limit. */
 static void freeze_unused(ao_engine_t *e, int64_t now)
 {
     size_t keep = e->cfg->storage->max_finished_in_memory;
     e->last_freeze_ms = now;
-    if (e->n_order <= keep) return;
-    size_t whole = 0, n = 0;
-    ao_wf_t **cand = NULL;
-    for (size_t k = 0; k < e->n_order; k++) {
-        ao_wf_t *wf = e->order[k];
-        if (wf->frozen || !ao_wf_status_terminal(wf->pb->status)) continue;
-        whole++;
-        if (!freezable(e, wf, now)) continue;
-        if (!cand) cand = ao_xmalloc(e->n_order * sizeof *cand);
-        cand[n++] = wf;
+    /* Those resumed or frozen since they were listed. */
+    for (size_t k = 0; k < e->n_done;) {
+        ao_wf_t *wf = e->done[k];
+        if (wf->frozen || !ao_wf_status_terminal(wf->pb->status))
+            done_drop(e, k);
+        else
+            k++;
     }
-    if (whole > keep && n) {
-        qsort(cand, n, sizeof *cand, by_last_use);
-        size_t m = n < whole - keep ? n : whole - keep;
-        for (size_t k = 0; k < m; k++) {
-            ao_wf_freeze(cand[k]);
-            AO_METRIC_INC(workflows_frozen);
-        }
-        AO_INFO("engine", "froze finished workflows=%zu whole=%zu limit=%zu", m, whole - m, keep);
+    if (e->n_done <= keep) return;
+    size_t n = 0;
+    ao_wf_t **cand = ao_xmalloc(e->n_done * sizeof *cand);
+    for (size_t k = 0; k < e->n_done; k++)
+        if (freezable(e, e->done[k], now)) cand[n++] = e->done[k];
+    qsort(cand, n, sizeof *cand, by_last_use);
+    size_t m = n < e->n_done - keep ? n : e->n_done - keep;
+    for (size_t k = 0; k < m; k++) {
+        ao_wf_freeze(cand[k]);
+        done_drop(e, rt(cand[k])->done_pos - 1);
+        AO_METRIC_INC(workflows_frozen);
     }
+    if (m)
+        AO_INFO("engine", "froze finished workflows=%zu whole=%zu limit=%zu", m, e->n_done, keep);
     free(cand);
 }
 
@@ -1943,6 +1971,7 @@ static int thaw(ao_engine_t *e, ao_wf_t *wf, ao_status_t *st)
         return ao_status_set(st, AO_ECORRUPT, "the snapshot of workflow %s does not decode",
                              wf->pb->id);
     if ((rc = ao_wf_thaw(wf, pb, st))) return rc;
+    done_add(e, wf);
     AO_METRIC_INC(workflows_thawed);
     return 0;
 }
@@ -2491,7 +2520,10 @@ int ao_engine_recover(ao_engine_t *e, ao_status_t *st)
             final_due(e, wf);
             finals++;
         }
-        if (ao_wf_status_terminal(wf->pb->status)) rt(wf)->last_used_ms = wf->pb->finished_unix_ms;
+        if (ao_wf_status_terminal(wf->pb->status)) {
+            rt(wf)->last_used_ms = wf->pb->finished_unix_ms;
+            if (!wf->frozen) done_add(e, wf);
+        }
     }
     AO_INFO("engine",
             "recovered workflows=%zu unfinished=%zu final_checkpoints_due=%zu frozen=%zu "
@@ -2604,6 +2636,7 @@ void ao_engine_destroy(ao_engine_t *e)
         ao_wf_free(wf);
     }
     free(e->order);
+    free(e->done);
     free(e->dirty);
     free(e->deferred);
     free(e->paused);
