@@ -788,20 +788,26 @@ static int index_of(cold_run_t *c, const char *id)
     return -1;
 }
 
+/* Workflow k, found (made whole if frozen); NULL with c->rc and c->msg
+ * set if it could not be. */
+static ao_wf_t *find_cold(cold_run_t *c, int k)
+{
+    ao_status_t st;
+    ao_wf_t *wf = ao_engine_find(c->r->s.engine, c->ids[k], "t", &st);
+    if (!wf && !c->rc) {
+        c->rc = -1;
+        snprintf(c->msg, sizeof c->msg, "%s", st.msg);
+    }
+    return wf;
+}
+
 static void pack_all_work(ao_proc_t *p, void *ud)
 {
     (void)p;
     cold_run_t *c = ud;
-    for (int k = 0; k < COLD && !c->rc; k++) {
-        ao_status_t st;
-        ao_wf_t *wf = ao_engine_find(c->r->s.engine, c->ids[k], "t", &st);
-        if (!wf) {
-            c->rc = -1;
-            snprintf(c->msg, sizeof c->msg, "%s", st.msg);
-            break;
-        }
+    ao_wf_t *wf;
+    for (int k = 0; k < COLD && (wf = find_cold(c, k)); k++)
         c->packed[k] = ao_wf_pack(wf, &c->packed_len[k]);
-    }
     signal_rig(c->r, &c->done);
 }
 
@@ -830,14 +836,8 @@ static void thaw_all_work(ao_proc_t *p, void *ud)
 {
     (void)p;
     cold_run_t *c = ud;
-    for (int k = 0; k < COLD; k++) {
-        ao_status_t st;
-        ao_wf_t *wf = ao_engine_find(c->r->s.engine, c->ids[k], "t", &st);
-        if (!wf) {
-            c->rc = -1;
-            snprintf(c->msg, sizeof c->msg, "%s", st.msg);
-            break;
-        }
+    ao_wf_t *wf;
+    for (int k = 0; k < COLD && (wf = find_cold(c, k)); k++) {
         size_t len;
         uint8_t *b = ao_wf_pack(wf, &len);
         if (len != c->packed_len[k] || memcmp(b, c->packed[k], len)) c->differ |= 1 << k;
@@ -853,7 +853,11 @@ static void held_frozen_work(ao_proc_t *p, void *ud)
     (void)p;
     cold_run_t *c = ud;
     ao_status_t st;
-    ao_wf_t *wf = ao_engine_find(c->r->s.engine, c->ids[COLD - 1], "t", &st);
+    ao_wf_t *wf = find_cold(c, COLD - 1);
+    if (!wf) {
+        signal_rig(c->r, &c->done);
+        return;
+    }
     size_t before_len, after_len;
     uint8_t *before = ao_wf_pack(wf, &before_len);
     ao_wf_freeze(wf);
@@ -870,14 +874,15 @@ static void resume_cold_work(ao_proc_t *p, void *ud)
 {
     (void)p;
     cold_run_t *c = ud;
-    ao_status_t st;
-    ao_wf_t *wf = ao_engine_find(c->r->s.engine, c->ids[0], "t", &st);
+    ao_status_t st = {0};
+    ao_wf_t *wf = find_cold(c, 0);
     Agentos__V1__TaskOverride o = AGENTOS__V1__TASK_OVERRIDE__INIT, *op = &o;
     o.task_id = "only";
     o.agent = "noop";
     uint64_t seq;
-    c->resumed_rc = wf ? ao_engine_resume(c->r->s.engine, wf, NULL, &op, 1, NULL, &seq, &st) : -1;
-    if (c->resumed_rc)
+    if (!wf)
+        c->resumed_rc = -1;
+    else if ((c->resumed_rc = ao_engine_resume(c->r->s.engine, wf, NULL, &op, 1, NULL, &seq, &st)))
         snprintf(c->msg, sizeof c->msg, "%s", st.msg);
     else
         ao_engine_watch(c->r->s.engine, wf, on_done, c->r);
@@ -992,6 +997,13 @@ static void test_finished_workflows_frozen_and_thawed(void **state)
     run_cold(r, c, resume_cold_work);
     if (c->resumed_rc) fail_msg("resume: %s", c->msg);
     wait_flag(r, &r->done, "the resumed workflow's result");
+    /* Its final checkpoint in the log before the restart (a start takes a
+     * missing one before the workflow can be frozen). */
+    snprintf(r->wf_id, sizeof r->wf_id, "%.63s", c->ids[0]);
+    r->checked = 0;
+    ao_proc_post(ao_engine_proc(r->s.engine), check_work, NULL, r);
+    wait_flag(r, &r->checked, "its final checkpoint");
+    assert_int_equal(r->final_after, 1);
     rig_close(r);
 
     /* A restart: as it loads them, the two created last stay whole, the
