@@ -80,7 +80,7 @@ struct ao_engine {
 
     json_t *wfs;      /* id -> ao_wf_t* */
     json_t *requests; /* tenant 0x1f request_id -> workflow id */
-    json_t *tenant_use; /* tenant -> tenant_use_t*: the usage of all its workflows */
+    json_t *tenants;  /* tenant -> tenant_t*: its workflows in order, their usage summed */
     ao_wf_t **order;  /* creation order */
     size_t n_order, cap_order;
     ao_wf_t **dirty;
@@ -2252,7 +2252,7 @@ ao_engine_t *ao_engine_create(const ao_engine_options_t *opt)
     e->loaded_ud = opt->loaded_ud;
     e->wfs = json_object();
     e->requests = json_object();
-    e->tenant_use = json_object();
+    e->tenants = json_object();
     e->tenant_active = json_object();
     atomic_init(&e->inflight, 0);
     atomic_init(&e->active, 0);
@@ -2283,27 +2283,64 @@ struct ao_backends *ao_engine_backends(ao_engine_t *e)
     return e->backends;
 }
 
-/* ---- usage by tenant ---------------------------------------------------------------------- */
+/* ---- workflows and usage by tenant ---------------------------------------------------------- */
 
-/* A tenant's usage, summed as its workflows' usage changes (each workflow
- * tells it through its usage sink), so that ListWorkflows need not walk
- * every workflow the tenant ever ran. */
-typedef struct tenant_use {
+/* What the engine keeps per tenant, so that ListWorkflows walks neither
+ * other tenants' workflows nor every workflow the tenant ever ran: its
+ * workflows in creation order, and its usage, summed as its workflows'
+ * usage changes (each workflow tells it through its usage sink). */
+typedef struct tenant {
+    ao_wf_t **order;
+    size_t n_order, cap_order;
     Agentos__V1__Usage *total;
     Agentos__V1__AgentUsage **agents;
     size_t n_agents;
-} tenant_use_t;
+} tenant_t;
 
-static tenant_use_t *tenant_use(ao_engine_t *e, const char *tenant)
+/* Inserts wf into v, kept in creation order (recovery loads by id, which
+ * sorts by time; a new workflow goes last). */
+static void order_insert(ao_wf_t ***v, size_t *n, size_t *cap, ao_wf_t *wf)
 {
-    json_t *v = json_object_get(e->tenant_use, tenant);
-    if (v) return (tenant_use_t *)(intptr_t)json_integer_value(v);
-    tenant_use_t *tu = ao_xcalloc(1, sizeof *tu);
-    json_object_set_new(e->tenant_use, tenant, json_integer((json_int_t)(intptr_t)tu));
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 64;
+        *v = ao_xrealloc(*v, *cap * sizeof **v);
+    }
+    size_t k = *n;
+    while (k > 0 && (*v)[k - 1]->pb->created_unix_ms > wf->pb->created_unix_ms) {
+        (*v)[k] = (*v)[k - 1];
+        k--;
+    }
+    (*v)[k] = wf;
+    (*n)++;
+}
+
+/* Where wf is in v (creation order), in O(log n); n if it is not there. */
+static size_t order_find(ao_wf_t *const *v, size_t n, const ao_wf_t *wf)
+{
+    int64_t t = wf->pb->created_unix_ms;
+    size_t lo = 0, hi = n; /* the first created after t */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (v[mid]->pb->created_unix_ms <= t)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    while (lo > 0 && v[lo - 1]->pb->created_unix_ms == t)
+        if (v[--lo] == wf) return lo;
+    return n;
+}
+
+static tenant_t *tenant_of(ao_engine_t *e, const char *tenant)
+{
+    json_t *v = json_object_get(e->tenants, tenant);
+    if (v) return (tenant_t *)(intptr_t)json_integer_value(v);
+    tenant_t *tu = ao_xcalloc(1, sizeof *tu);
+    json_object_set_new(e->tenants, tenant, json_integer((json_int_t)(intptr_t)tu));
     return tu;
 }
 
-static Agentos__V1__AgentUsage *tenant_agent(tenant_use_t *tu, const char *agent)
+static Agentos__V1__AgentUsage *tenant_agent(tenant_t *tu, const char *agent)
 {
     for (size_t i = 0; i < tu->n_agents; i++)
         if (!strcmp(tu->agents[i]->agent, agent)) return tu->agents[i];
@@ -2322,7 +2359,7 @@ static void take_back_call(Agentos__V1__Usage *u)
 /* A workflow's usage sink (wf.h). */
 static void on_usage(void *ud, const char *agent, const Agentos__V1__Usage *u)
 {
-    tenant_use_t *tu = ud;
+    tenant_t *tu = ud;
     Agentos__V1__AgentUsage *au = tenant_agent(tu, agent);
     if (u) {
         ao_usage_add(&tu->total, u);
@@ -2335,9 +2372,9 @@ static void on_usage(void *ud, const char *agent, const Agentos__V1__Usage *u)
 
 /* The workflow's usage so far into its tenant's, and what follows through
  * its sink. */
-static void join_tenant_use(ao_engine_t *e, ao_wf_t *wf)
+static void join_tenant(ao_engine_t *e, ao_wf_t *wf)
 {
-    tenant_use_t *tu = tenant_use(e, wf->pb->tenant);
+    tenant_t *tu = tenant_of(e, wf->pb->tenant);
     ao_usage_add(&tu->total, wf->pb->usage);
     for (size_t i = 0; i < wf->pb->n_agent_usage; i++) {
         const Agentos__V1__AgentUsage *au = wf->pb->agent_usage[i];
@@ -2350,26 +2387,27 @@ static void join_tenant_use(ao_engine_t *e, ao_wf_t *wf)
 void ao_engine_tenant_usage(ao_engine_t *e, const char *tenant, const Agentos__V1__Usage **total,
                             Agentos__V1__AgentUsage *const **agents, size_t *n_agents)
 {
-    json_t *v = json_object_get(e->tenant_use, tenant);
-    const tenant_use_t *tu = v ? (const tenant_use_t *)(intptr_t)json_integer_value(v) : NULL;
+    json_t *v = json_object_get(e->tenants, tenant);
+    const tenant_t *tu = v ? (const tenant_t *)(intptr_t)json_integer_value(v) : NULL;
     *total = tu ? tu->total : NULL;
     *agents = tu ? tu->agents : NULL;
     *n_agents = tu ? tu->n_agents : 0;
 }
 
-static void tenant_use_free_all(ao_engine_t *e)
+static void tenants_free(ao_engine_t *e)
 {
     const char *k;
     json_t *v;
-    json_object_foreach(e->tenant_use, k, v)
+    json_object_foreach(e->tenants, k, v)
     {
-        tenant_use_t *tu = (tenant_use_t *)(intptr_t)json_integer_value(v);
+        tenant_t *tu = (tenant_t *)(intptr_t)json_integer_value(v);
+        free(tu->order);
         ao_pb_free(tu->total);
         for (size_t i = 0; i < tu->n_agents; i++) ao_pb_free(tu->agents[i]);
         free(tu->agents);
         free(tu);
     }
-    json_decref(e->tenant_use);
+    json_decref(e->tenants);
 }
 
 static char *request_key(const char *tenant, const char *request_id)
@@ -2380,24 +2418,15 @@ static char *request_key(const char *tenant, const char *request_id)
 static void add_workflow(ao_engine_t *e, ao_wf_t *wf)
 {
     json_object_set_new(e->wfs, wf->pb->id, json_integer((json_int_t)(intptr_t)wf));
-    if (e->n_order == e->cap_order) {
-        e->cap_order = e->cap_order ? e->cap_order * 2 : 64;
-        e->order = ao_xrealloc(e->order, e->cap_order * sizeof *e->order);
-    }
-    /* Keep creation order (recovery loads by id, which sorts by time). */
-    size_t k = e->n_order;
-    while (k > 0 && e->order[k - 1]->pb->created_unix_ms > wf->pb->created_unix_ms) {
-        e->order[k] = e->order[k - 1];
-        k--;
-    }
-    e->order[k] = wf;
-    e->n_order++;
+    order_insert(&e->order, &e->n_order, &e->cap_order, wf);
+    tenant_t *tu = tenant_of(e, wf->pb->tenant);
+    order_insert(&tu->order, &tu->n_order, &tu->cap_order, wf);
     if (*wf->pb->request_id) {
         char *key = request_key(wf->pb->tenant, wf->pb->request_id);
         json_object_set_new(e->requests, key, json_string(wf->pb->id));
         free(key);
     }
-    join_tenant_use(e, wf);
+    join_tenant(e, wf);
 }
 
 typedef struct replay_ctx {
@@ -2645,7 +2674,7 @@ void ao_engine_destroy(ao_engine_t *e)
     free(e->finals);
     json_decref(e->wfs);
     json_decref(e->requests);
-    tenant_use_free_all(e);
+    tenants_free(e);
     json_decref(e->tenant_active);
     ao_proc_destroy(e->proc);
     pthread_mutex_destroy(&e->lock);
@@ -2999,37 +3028,22 @@ int ao_engine_unwatch(ao_engine_t *e, ao_wf_t *wf, void *handle)
     return 0;
 }
 
-/* Where workflow `id` is in e->order (sorted by creation time), in
- * O(log n); 0 if there is no such workflow. */
-static size_t order_index(ao_engine_t *e, const char *id)
-{
-    json_t *v = json_object_get(e->wfs, id);
-    const ao_wf_t *wf = v ? (const ao_wf_t *)(intptr_t)json_integer_value(v) : NULL;
-    if (!wf) return 0;
-    int64_t t = wf->pb->created_unix_ms;
-    size_t lo = 0, hi = e->n_order; /* the first created after t */
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (e->order[mid]->pb->created_unix_ms <= t)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    while (lo > 0 && e->order[lo - 1]->pb->created_unix_ms == t)
-        if (e->order[--lo] == wf) return lo;
-    return 0;
-}
-
 void ao_engine_list(ao_engine_t *e, const char *tenant, const char *after,
                     int (*fn)(void *ud, ao_wf_t *wf), void *ud)
 {
-    size_t k = e->n_order;
-    if (after && *after) k = order_index(e, after); /* from the one before it */
-    while (k > 0) {
-        ao_wf_t *wf = e->order[--k];
-        if (strcmp(wf->pb->tenant, tenant)) continue;
-        if (fn(ud, wf)) break;
+    json_t *tv = json_object_get(e->tenants, tenant);
+    const tenant_t *tu = tv ? (const tenant_t *)(intptr_t)json_integer_value(tv) : NULL;
+    if (!tu) return;
+    size_t k = tu->n_order;
+    if (after && *after) {
+        /* From the one before it; nothing after a workflow not the tenant's. */
+        json_t *v = json_object_get(e->wfs, after);
+        const ao_wf_t *a = v ? (const ao_wf_t *)(intptr_t)json_integer_value(v) : NULL;
+        k = a && !strcmp(a->pb->tenant, tenant) ? order_find(tu->order, tu->n_order, a) : 0;
+        if (k == tu->n_order) k = 0;
     }
+    while (k > 0)
+        if (fn(ud, tu->order[--k])) break;
 }
 
 int ao_engine_state_at(ao_log_t *log, const char *workflow_id, uint64_t at_seq, ao_wf_t **out,

@@ -547,7 +547,7 @@ typedef struct paging {
     rig_t *r;
     char made[PAGED][64]; /* in submission order */
     char listed[PAGED + 1][64];
-    size_t n_listed, pages, in_other_tenant;
+    size_t n_listed, pages, in_other_tenant, after_foreign_token;
     int rc;
     int done;
 } paging_t;
@@ -601,6 +601,8 @@ static void paging_work(ao_proc_t *p, void *ud)
         pg->pages++;
     } while (c.n == PAGE && pg->pages <= PAGED);
     ao_engine_list(e, "other", NULL, count_one, &pg->in_other_tenant);
+    /* A page token of another tenant's workflow lists nothing. */
+    ao_engine_list(e, "other", pg->made[PAGED - 2], count_one, &pg->after_foreign_token);
     signal_rig(pg->r, &pg->done);
 }
 
@@ -614,6 +616,7 @@ static void test_list_pages_in_creation_order(void **state)
     wait_flag(r, &pg->done, "the pages");
     assert_int_equal(pg->rc, 0);
     assert_int_equal(pg->in_other_tenant, PAGED / 5);
+    assert_int_equal(pg->after_foreign_token, 0);
     /* Tenant t's, newest first, each once. */
     size_t want = 0;
     for (size_t k = PAGED; k-- > 0;) {
