@@ -65,6 +65,21 @@ typedef struct wf_rt {
     size_t done_pos;
 } wf_rt_t;
 
+/* What the engine keeps per tenant, so that ListWorkflows walks neither
+ * other tenants' workflows nor every workflow the tenant ever ran: its
+ * workflows in creation order; its usage, summed as its workflows' usage
+ * changes (each workflow tells it through its usage sink); and how many
+ * of its workflows are unfinished (limits.max_active_workflows).
+ * Processor thread (and recovery, before it starts). */
+typedef struct tenant {
+    ao_wf_t **order;
+    size_t n_order, cap_order;
+    Agentos__V1__Usage *total;
+    Agentos__V1__AgentUsage **agents;
+    size_t n_agents;
+    size_t active;
+} tenant_t;
+
 struct ao_engine {
     const Agentos__V1__ServerConfig *cfg;
     ao_dag_env_t env;
@@ -118,10 +133,6 @@ struct ao_engine {
 
     atomic_uint inflight;
     atomic_uint active;
-    /* Unfinished workflows by tenant (limits.max_active_workflows): tenant
-     * -> count, the entries above 0 only. Processor thread (and recovery,
-     * before it starts). */
-    json_t *tenant_active;
     pthread_mutex_t lock;
     pthread_cond_t cond;
 };
@@ -172,9 +183,10 @@ static const char *enum_name(const ProtobufCEnumDescriptor *d, int v, size_t str
     return ev ? ev->name + strip : "?";
 }
 
-/* Appends wf to a list of workflows (v, n, cap). */
 static void done_add(ao_engine_t *e, ao_wf_t *wf);
+static tenant_t *tenant_of(ao_engine_t *e, const char *tenant);
 
+/* Appends wf to a list of workflows (v, n, cap). */
 static void push_wf(ao_wf_t ***v, size_t *n, size_t *cap, ao_wf_t *wf)
 {
     if (*n == *cap) {
@@ -1651,12 +1663,7 @@ static void fire_watches(ao_proc_t *p, void *ud)
  * unfinished) or finished (-1). */
 static void count_active(ao_engine_t *e, const ao_wf_t *wf, int delta)
 {
-    const char *tenant = wf->pb->tenant;
-    json_int_t n = json_integer_value(json_object_get(e->tenant_active, tenant)) + delta;
-    if (n > 0)
-        json_object_set_new(e->tenant_active, tenant, json_integer(n));
-    else
-        json_object_del(e->tenant_active, tenant);
+    tenant_of(e, wf->pb->tenant)->active += (size_t)delta;
     if (delta > 0)
         atomic_fetch_add(&e->active, (unsigned)delta);
     else
@@ -2253,7 +2260,6 @@ ao_engine_t *ao_engine_create(const ao_engine_options_t *opt)
     e->wfs = json_object();
     e->requests = json_object();
     e->tenants = json_object();
-    e->tenant_active = json_object();
     atomic_init(&e->inflight, 0);
     atomic_init(&e->active, 0);
     pthread_mutex_init(&e->lock, NULL);
@@ -2283,19 +2289,7 @@ struct ao_backends *ao_engine_backends(ao_engine_t *e)
     return e->backends;
 }
 
-/* ---- workflows and usage by tenant ---------------------------------------------------------- */
-
-/* What the engine keeps per tenant, so that ListWorkflows walks neither
- * other tenants' workflows nor every workflow the tenant ever ran: its
- * workflows in creation order, and its usage, summed as its workflows'
- * usage changes (each workflow tells it through its usage sink). */
-typedef struct tenant {
-    ao_wf_t **order;
-    size_t n_order, cap_order;
-    Agentos__V1__Usage *total;
-    Agentos__V1__AgentUsage **agents;
-    size_t n_agents;
-} tenant_t;
+/* ---- workflows and usage by tenant (tenant_t) ----------------------------------------------- */
 
 /* Inserts wf into v, kept in creation order (recovery loads by id, which
  * sorts by time; a new workflow goes last). */
@@ -2331,11 +2325,18 @@ static size_t order_find(ao_wf_t *const *v, size_t n, const ao_wf_t *wf)
     return n;
 }
 
-static tenant_t *tenant_of(ao_engine_t *e, const char *tenant)
+/* The tenant's, or NULL if it has no workflow yet. */
+static tenant_t *tenant_find(ao_engine_t *e, const char *tenant)
 {
     json_t *v = json_object_get(e->tenants, tenant);
-    if (v) return (tenant_t *)(intptr_t)json_integer_value(v);
-    tenant_t *tu = ao_xcalloc(1, sizeof *tu);
+    return v ? (tenant_t *)(intptr_t)json_integer_value(v) : NULL;
+}
+
+static tenant_t *tenant_of(ao_engine_t *e, const char *tenant)
+{
+    tenant_t *tu = tenant_find(e, tenant);
+    if (tu) return tu;
+    tu = ao_xcalloc(1, sizeof *tu);
     json_object_set_new(e->tenants, tenant, json_integer((json_int_t)(intptr_t)tu));
     return tu;
 }
@@ -2351,11 +2352,6 @@ static Agentos__V1__AgentUsage *tenant_agent(tenant_t *tu, const char *agent)
     return *slot;
 }
 
-static void take_back_call(Agentos__V1__Usage *u)
-{
-    if (u && u->api_calls) u->api_calls--;
-}
-
 /* A workflow's usage sink (wf.h). */
 static void on_usage(void *ud, const char *agent, const Agentos__V1__Usage *u)
 {
@@ -2365,8 +2361,8 @@ static void on_usage(void *ud, const char *agent, const Agentos__V1__Usage *u)
         ao_usage_add(&tu->total, u);
         ao_usage_add(&au->usage, u);
     } else {
-        take_back_call(tu->total);
-        take_back_call(au->usage);
+        ao_usage_take_back_call(tu->total);
+        ao_usage_take_back_call(au->usage);
     }
 }
 
@@ -2387,8 +2383,7 @@ static void join_tenant(ao_engine_t *e, ao_wf_t *wf)
 void ao_engine_tenant_usage(ao_engine_t *e, const char *tenant, const Agentos__V1__Usage **total,
                             Agentos__V1__AgentUsage *const **agents, size_t *n_agents)
 {
-    json_t *v = json_object_get(e->tenants, tenant);
-    const tenant_t *tu = v ? (const tenant_t *)(intptr_t)json_integer_value(v) : NULL;
+    const tenant_t *tu = tenant_find(e, tenant);
     *total = tu ? tu->total : NULL;
     *agents = tu ? tu->agents : NULL;
     *n_agents = tu ? tu->n_agents : 0;
@@ -2675,7 +2670,6 @@ void ao_engine_destroy(ao_engine_t *e)
     json_decref(e->wfs);
     json_decref(e->requests);
     tenants_free(e);
-    json_decref(e->tenant_active);
     ao_proc_destroy(e->proc);
     pthread_mutex_destroy(&e->lock);
     pthread_cond_destroy(&e->cond);
@@ -2793,12 +2787,12 @@ int ao_engine_submit(ao_engine_t *e, const char *tenant, const Agentos__V1__Work
  * workflows already: another may not start (submitted or resumed). */
 static int over_active_limit(ao_engine_t *e, const char *tenant, ao_status_t *st)
 {
-    json_int_t n = json_integer_value(json_object_get(e->tenant_active, tenant));
-    if (n < (json_int_t)e->cfg->limits->max_active_workflows) return 0;
-    ao_status_set(
-        st, AO_ELIMIT,
-        "tenant %s has %lld unfinished workflows, the limit (limits.max_active_workflows)", tenant,
-        (long long)n);
+    const tenant_t *tu = tenant_find(e, tenant);
+    size_t n = tu ? tu->active : 0;
+    if (n < e->cfg->limits->max_active_workflows) return 0;
+    ao_status_set(st, AO_ELIMIT,
+                  "tenant %s has %zu unfinished workflows, the limit (limits.max_active_workflows)",
+                  tenant, n);
     return 1;
 }
 
@@ -3031,8 +3025,7 @@ int ao_engine_unwatch(ao_engine_t *e, ao_wf_t *wf, void *handle)
 void ao_engine_list(ao_engine_t *e, const char *tenant, const char *after,
                     int (*fn)(void *ud, ao_wf_t *wf), void *ud)
 {
-    json_t *tv = json_object_get(e->tenants, tenant);
-    const tenant_t *tu = tv ? (const tenant_t *)(intptr_t)json_integer_value(tv) : NULL;
+    const tenant_t *tu = tenant_find(e, tenant);
     if (!tu) return;
     size_t k = tu->n_order;
     if (after && *after) {

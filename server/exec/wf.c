@@ -468,6 +468,16 @@ int ao_wf_from_snapshot(Agentos__V1__Workflow *pb, ao_wf_t **out, ao_status_t *s
     return 0;
 }
 
+static void free_work_lists(ao_wf_t *wf)
+{
+    free(wf->ready.v);
+    free(wf->to_skip.v);
+    free(wf->stage_done.v);
+    memset(&wf->ready, 0, sizeof wf->ready);
+    memset(&wf->to_skip, 0, sizeof wf->to_skip);
+    memset(&wf->stage_done, 0, sizeof wf->stage_done);
+}
+
 /* Moves *from into *to (a string field), leaving from empty. */
 static void move_str(char **to, char **from)
 {
@@ -502,12 +512,7 @@ void ao_wf_freeze(ao_wf_t *wf)
     }
     wf->frozen_tasks = (uint32_t)old->n_tasks;
     free_index(wf);
-    free(wf->ready.v);
-    free(wf->to_skip.v);
-    free(wf->stage_done.v);
-    memset(&wf->ready, 0, sizeof wf->ready);
-    memset(&wf->to_skip, 0, sizeof wf->to_skip);
-    memset(&wf->stage_done, 0, sizeof wf->stage_done);
+    free_work_lists(wf);
     ao_pb_free(old);
     wf->pb = pb;
     wf->frozen = 1;
@@ -546,9 +551,7 @@ void ao_wf_free(ao_wf_t *wf)
 {
     if (!wf) return;
     free_index(wf);
-    free(wf->ready.v);
-    free(wf->to_skip.v);
-    free(wf->stage_done.v);
+    free_work_lists(wf);
     ao_pb_free(wf->pb);
     free(wf);
 }
@@ -629,7 +632,7 @@ static void add_agent_usage(Agentos__V1__Workflow *pb, const char *agent, const 
     ao_usage_add(&(*slot)->usage, u);
 }
 
-static void take_back_call(Agentos__V1__Usage *u)
+void ao_usage_take_back_call(Agentos__V1__Usage *u)
 {
     if (u && u->api_calls) u->api_calls--;
 }
@@ -638,14 +641,15 @@ static void take_back_call(Agentos__V1__Usage *u)
 static void uncount_call(ao_wf_t *wf, Agentos__V1__TaskState *t)
 {
     Agentos__V1__Workflow *pb = wf->pb;
-    take_back_call(t->usage);
-    take_back_call(pb->usage);
+    ao_usage_take_back_call(t->usage);
+    ao_usage_take_back_call(pb->usage);
     int role = ao_task_role(t);
     for (size_t i = 0; i < pb->n_role_usage; i++)
-        if ((int)pb->role_usage[i]->role == role) take_back_call(pb->role_usage[i]->usage);
+        if ((int)pb->role_usage[i]->role == role) ao_usage_take_back_call(pb->role_usage[i]->usage);
     const char *agent = *t->agent ? t->agent : "(builtin)";
     for (size_t i = 0; i < pb->n_agent_usage; i++)
-        if (!strcmp(pb->agent_usage[i]->agent, agent)) take_back_call(pb->agent_usage[i]->usage);
+        if (!strcmp(pb->agent_usage[i]->agent, agent))
+            ao_usage_take_back_call(pb->agent_usage[i]->usage);
     if (wf->usage_sink) wf->usage_sink(wf->usage_ud, agent, NULL);
 }
 

@@ -168,6 +168,8 @@ int ao_task_role(const Agentos__V1__TaskState *t);
 
 /* Adds u to *acc. */
 void ao_usage_add(Agentos__V1__Usage **acc, const Agentos__V1__Usage *u);
+/* Takes back one API call counted in u (an attempt that made none). */
+void ao_usage_take_back_call(Agentos__V1__Usage *u);
 
 /* Rebuilds every index from wf->pb (after a snapshot load or a reset). */
 int ao_wf_rebuild(ao_wf_t *wf, ao_status_t *st);
