@@ -218,10 +218,11 @@ class ServerTest(unittest.TestCase):
         load them whole from their snapshot, as they were; also after a
         kill -9 and a restart."""
         metrics = free_port()
-        srv = self.start(agents=[builtin("noop"), builtin("broken", failAlways=True)], config={
-            "metricsListen": "127.0.0.1:%d" % metrics,
-            "storage": {"dataDir": os.path.join(tempfile.mkdtemp(prefix="agentos-cold-"), "data"),
-                        "maxFinishedInMemory": 1, "freezeIdleMs": 100}}).start()
+        srv = self.start(agents=[builtin("noop"), builtin("broken", failAlways=True)],
+                         config={"metricsListen": "127.0.0.1:%d" % metrics})
+        # In the server's own data directory, which its cleanup removes.
+        srv.config["storage"].update({"maxFinishedInMemory": 1, "freezeIdleMs": 100})
+        srv.start()
         c = srv.stub()
 
         def counter(name):
