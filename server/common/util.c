@@ -157,6 +157,11 @@ int ao_utf8_valid(const char *s, size_t len, size_t *bad)
 {
     const unsigned char *u = (const unsigned char *)s;
     for (size_t k = 0; k < len;) {
+        /* ASCII, most text, a byte at a time without a call. */
+        if (u[k] < 0x80) {
+            k++;
+            continue;
+        }
         size_t n = ao_utf8_seq(u + k, len - k);
         if (!n) {
             if (bad) *bad = k;
@@ -172,6 +177,11 @@ size_t ao_utf8_fix(char *s)
     unsigned char *u = (unsigned char *)s;
     size_t len = strlen(s), fixed = 0;
     for (size_t k = 0; k < len;) {
+        /* ASCII, most text, a byte at a time without a call. */
+        if (u[k] < 0x80) {
+            k++;
+            continue;
+        }
         size_t n = ao_utf8_seq(u + k, len - k);
         if (n) {
             k += n;
