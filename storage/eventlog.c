@@ -45,11 +45,29 @@ typedef struct wf_group {
     size_t n_deltas, cap_deltas;
 } wf_group_t;
 
+/* Records: the events of a batch go into the events family a record of
+ * up to REC_MAX_EVENTS events (or past REC_MAX_BYTES, the event that
+ * crosses it) per key, keyed by its first event's seq. A record of one
+ * event is that event's bytes, as schema 1 and 2 stored every event; a
+ * record of several is REC_MARK, varint(count), then varint(length) and
+ * bytes per event (no packed Event starts with a 0 byte: field number 0
+ * is invalid). One key per record rather than per event: each key is a
+ * memtable insert and a WriteBatch entry, a fifth of a chain step's
+ * write. */
+enum { REC_MARK = 0x00, REC_MAX_EVENTS = 256, REC_MAX_BYTES = 64 << 10, REC_HEAD = 11 };
+
 struct ao_log_batch {
     ao_log_t *log;
     rocksdb_writebatch_t *wb;
     uint64_t first, last;
     size_t n_events;
+    /* The record being filled: its events as varint(length) + bytes,
+     * from rec + REC_HEAD (room for the header, written when it is put). */
+    unsigned char *rec;
+    size_t rec_len, rec_cap;
+    uint64_t rec_first;
+    size_t rec_n;
+    size_t rec_head; /* bytes of the first event's length varint */
     json_t *group_of; /* workflow id -> index into groups, once there are two */
     wf_group_t *groups;
     size_t n_groups, cap_groups;
@@ -70,6 +88,32 @@ static uint64_t rd_be64(const unsigned char *p)
     uint64_t v = 0;
     for (int i = 0; i < 8; i++) v = (v << 8) | p[i];
     return v;
+}
+
+static size_t varint_put(unsigned char *out, uint64_t v)
+{
+    size_t n = 0;
+    while (v >= 0x80) {
+        out[n++] = (unsigned char)(v | 0x80);
+        v >>= 7;
+    }
+    out[n++] = (unsigned char)v;
+    return n;
+}
+
+/* Reads a varint at *p (before end) into *v. -1: it does not decode. */
+static int varint_get(const unsigned char **p, const unsigned char *end, uint64_t *v)
+{
+    uint64_t x = 0;
+    for (int shift = 0; *p < end && shift < 64; shift += 7) {
+        unsigned char c = *(*p)++;
+        x |= (uint64_t)(c & 0x7f) << shift;
+        if (!(c & 0x80)) {
+            *v = x;
+            return 0;
+        }
+    }
+    return -1;
 }
 
 /* "WF\0SEQ" keys of wf_index and checkpoints. */
@@ -135,6 +179,98 @@ void ao_log_close(ao_log_t *log)
     free(log);
 }
 
+/* ---- records (see REC_MARK) ------------------------------------------------ */
+
+/* One record of the events family: events first .. first + n - 1, read
+ * through a cursor (the next event is number i, at p). */
+typedef struct rec {
+    uint64_t first, n, i;
+    const char *v; /* the value; body NULL: it is one event */
+    size_t vl;
+    const unsigned char *body, *p, *end;
+} rec_t;
+
+static int rec_corrupt(ao_log_t *log, const rec_t *r, const char *what, ao_status_t *st)
+{
+    return ao_status_set(st, AO_ECORRUPT, "%s: the events record at %llu does not decode (%s)", log->dir,
+                         (unsigned long long)r->first, what);
+}
+
+static int rec_open(ao_log_t *log, rec_t *r, const char *k, size_t kl, const char *v, size_t vl,
+                    ao_status_t *st)
+{
+    if (kl != 8)
+        return ao_status_set(st, AO_ECORRUPT, "%s: an events key of %zu bytes (want 8)", log->dir, kl);
+    memset(r, 0, sizeof *r);
+    r->first = rd_be64((const unsigned char *)k);
+    r->v = v;
+    r->vl = vl;
+    r->n = 1;
+    if (!vl || (unsigned char)v[0] != REC_MARK) return 0;
+    const unsigned char *p = (const unsigned char *)v + 1, *end = (const unsigned char *)v + vl;
+    if (varint_get(&p, end, &r->n)) return rec_corrupt(log, r, "its count", st);
+    /* Every event takes at least its length byte. */
+    if (!r->n || r->n > (uint64_t)(end - p) || r->n - 1 > UINT64_MAX - r->first)
+        return rec_corrupt(log, r, "its count", st);
+    r->body = r->p = p;
+    r->end = end;
+    return 0;
+}
+
+static uint64_t rec_last(const rec_t *r)
+{
+    return r->first + (r->n - 1);
+}
+
+static int rec_holds(const rec_t *r, uint64_t seq)
+{
+    return seq >= r->first && seq - r->first < r->n;
+}
+
+/* The next event: 1 (in *seq, *data, *len), 0 past the last, or
+ * AO_ECORRUPT. */
+static int rec_next(ao_log_t *log, rec_t *r, uint64_t *seq, const char **data, size_t *len,
+                    ao_status_t *st)
+{
+    if (r->i == r->n) return 0;
+    *seq = r->first + r->i;
+    if (!r->body) {
+        *data = r->v;
+        *len = r->vl;
+        r->i++;
+        return 1;
+    }
+    uint64_t l;
+    if (varint_get(&r->p, r->end, &l) || l > (uint64_t)(r->end - r->p))
+        return rec_corrupt(log, r, "an event's length", st);
+    *data = (const char *)r->p;
+    *len = (size_t)l;
+    r->p += l;
+    if (++r->i == r->n && r->p != r->end) return rec_corrupt(log, r, "bytes after its last event", st);
+    return 1;
+}
+
+/* Moves the cursor to event seq (which the record holds). */
+static int rec_seek(ao_log_t *log, rec_t *r, uint64_t seq, ao_status_t *st)
+{
+    if (!r->body) {
+        r->i = 0;
+        return 0;
+    }
+    if (seq - r->first < r->i) {
+        r->i = 0;
+        r->p = r->body;
+    }
+    while (r->first + r->i < seq) {
+        uint64_t l;
+        if (varint_get(&r->p, r->end, &l) || l > (uint64_t)(r->end - r->p))
+            return rec_corrupt(log, r, "an event's length", st);
+        r->p += l;
+        r->i++;
+    }
+    return 0;
+}
+
 /* Reads the last key of `events` into last_seq. */
 static int load_last_seq(ao_log_t *log, ao_status_t *st)
 {
@@ -143,10 +279,12 @@ static int load_last_seq(ao_log_t *log, ao_status_t *st)
     uint64_t last = 0;
     int rc = 0;
     if (rocksdb_iter_valid(it)) {
-        size_t kl;
+        size_t kl, vl;
         const char *k = rocksdb_iter_key(it, &kl);
-        if (kl != 8) rc = ao_status_set(st, AO_ECORRUPT, "%s: an events key of %zu bytes (want 8)", log->dir, kl);
-        else last = rd_be64((const unsigned char *)k);
+        const char *v = rocksdb_iter_value(it, &vl);
+        rec_t r;
+        rc = rec_open(log, &r, k, kl, v, vl, st);
+        if (!rc) last = rec_last(&r);
     }
     char *err = NULL;
     rocksdb_iter_get_error(it, &err);
@@ -191,19 +329,21 @@ static int check_schema(ao_log_t *log, int created, ao_status_t *st)
                              "%s has an unknown storage schema version \"%s\" (this agentosd "
                              "reads version %d)",
                              log->dir, buf, AO_LOG_SCHEMA_VERSION);
-    if (ver == 1 && !log->read_only) {
-        /* Version 1 reads as 2 (its index entries hold one event each);
-         * from now on entries may hold several, which version 1 misreads:
-         * the database says so. */
+    if (ver >= 1 && ver < AO_LOG_SCHEMA_VERSION && !log->read_only) {
+        /* Versions 1 and 2 read as 3: their index entries hold one event
+         * each (1) or several (2, 3), their events one per key (a record
+         * of one event). From now on records may hold several events and
+         * index entries several, which they would misread: the database
+         * says so. */
         int m = snprintf(buf, sizeof buf, "%d", AO_LOG_SCHEMA_VERSION);
         rocksdb_put_cf(log->db, log->wopts, log->cf[CF_META], SCHEMA_KEY, strlen(SCHEMA_KEY), buf,
                        (size_t)m, &err);
         if (err) return rocks_error(st, log->dir, "writing the schema version of", err);
-        AO_INFO("storage", "upgraded %s from storage schema version 1 to %d", log->dir,
+        AO_INFO("storage", "upgraded %s from storage schema version %ld to %d", log->dir, ver,
                 AO_LOG_SCHEMA_VERSION);
         return 0;
     }
-    if (ver != AO_LOG_SCHEMA_VERSION && ver != 1)
+    if (ver < 1 || ver > AO_LOG_SCHEMA_VERSION)
         return ao_status_set(st, AO_ESCHEMA,
                              "%s has storage schema version %ld; this agentosd reads versions 1 to %d%s",
                              log->dir, ver, AO_LOG_SCHEMA_VERSION,
@@ -309,6 +449,7 @@ void ao_log_batch_free(ao_log_batch_t *b)
 {
     if (!b) return;
     clear_groups(b);
+    free(b->rec);
     free(b->groups);
     json_decref(b->group_of);
     rocksdb_writebatch_destroy(b->wb);
@@ -321,6 +462,28 @@ void ao_log_batch_clear(ao_log_batch_t *b)
     clear_groups(b);
     b->first = b->last = 0;
     b->n_events = 0;
+    b->rec_len = b->rec_n = 0;
+}
+
+/* The open record goes into the WriteBatch. */
+static void put_record(ao_log_batch_t *b)
+{
+    if (!b->rec_n) return;
+    unsigned char k[8];
+    be64(b->rec_first, k);
+    unsigned char *body = b->rec + REC_HEAD;
+    if (b->rec_n == 1) {
+        rocksdb_writebatch_put_cf(b->wb, b->log->cf[CF_EVENTS], (const char *)k, 8,
+                                  (const char *)body + b->rec_head, b->rec_len - b->rec_head);
+    } else {
+        unsigned char head[REC_HEAD];
+        head[0] = REC_MARK;
+        size_t hl = 1 + varint_put(head + 1, b->rec_n);
+        memcpy(body - hl, head, hl);
+        rocksdb_writebatch_put_cf(b->wb, b->log->cf[CF_EVENTS], (const char *)k, 8,
+                                  (const char *)body - hl, hl + b->rec_len);
+    }
+    b->rec_len = b->rec_n = 0;
 }
 
 static void put_varint(wf_group_t *g, uint64_t v)
@@ -390,9 +553,21 @@ size_t ao_log_batch_count(const ao_log_batch_t *b)
 void ao_log_batch_put_event(ao_log_batch_t *b, uint64_t seq, const char *workflow_id,
                             const void *data, size_t len)
 {
-    unsigned char k[8];
-    be64(seq, k);
-    rocksdb_writebatch_put_cf(b->wb, b->log->cf[CF_EVENTS], (const char *)k, 8, data, len);
+    /* A record holds consecutive seqs only (a gap is refused at write). */
+    if (b->rec_n && seq != b->rec_first + b->rec_n) put_record(b);
+    if (b->rec_cap < REC_HEAD + b->rec_len + len + 10) {
+        b->rec_cap = (REC_HEAD + b->rec_len + len + 10) * 2;
+        b->rec = ao_xrealloc(b->rec, b->rec_cap);
+    }
+    unsigned char *at = b->rec + REC_HEAD + b->rec_len;
+    size_t head = varint_put(at, len);
+    if (!b->rec_n) {
+        b->rec_first = seq;
+        b->rec_head = head;
+    }
+    memcpy(at + head, data, len);
+    b->rec_len += head + len;
+    if (++b->rec_n == REC_MAX_EVENTS || b->rec_len >= REC_MAX_BYTES) put_record(b);
     if (workflow_id && *workflow_id) group_event(b, workflow_id, seq);
     if (!b->n_events) b->first = seq;
     else if (seq != b->last + 1) b->first = 0; /* marks a gap: write refuses */
@@ -441,6 +616,7 @@ int ao_log_write(ao_log_t *log, ao_log_batch_t *b, ao_status_t *st)
                              "without a gap",
                              (unsigned long long)b->first, (unsigned long long)b->last,
                              (unsigned long long)last);
+    put_record(b); /* once: it empties the open record */
     put_index(b);
     char *err = NULL;
     rocksdb_write(log->db, log->wopts, b->wb, &err);
@@ -502,6 +678,67 @@ static int scan(ao_log_t *log, int cf, const char *lo, size_t lol, const char *h
     return rc;
 }
 
+int ao_log_read_range(ao_log_t *log, uint64_t from, uint64_t to, size_t max, ao_log_event_fn fn,
+                      void *ud, ao_status_t *st)
+{
+    if (to < from) return 0;
+    unsigned char lo[8], hi[8];
+    be64(from, lo);
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    if (to != UINT64_MAX) {
+        be64(to + 1, hi);
+        rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi, 8);
+    }
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(log->db, ro, log->cf[CF_EVENTS]);
+    /* The record holding `from` may start before it. */
+    rocksdb_iter_seek_for_prev(it, (const char *)lo, 8);
+    if (!rocksdb_iter_valid(it)) rocksdb_iter_seek(it, (const char *)lo, 8);
+    size_t n = 0;
+    int rc = 0, done = 0, any = 0;
+    uint64_t prev_first = 0, prev_last = 0;
+    for (; !done && rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t kl, vl;
+        const char *k = rocksdb_iter_key(it, &kl);
+        const char *v = rocksdb_iter_value(it, &vl);
+        rec_t r;
+        if ((rc = rec_open(log, &r, k, kl, v, vl, st))) break;
+        if (any && r.first <= prev_last) {
+            rc = ao_status_set(st, AO_ECORRUPT, "%s: the events records at %llu and %llu overlap",
+                               log->dir, (unsigned long long)prev_first,
+                               (unsigned long long)r.first);
+            break;
+        }
+        any = 1;
+        prev_first = r.first;
+        prev_last = rec_last(&r);
+        if (rec_last(&r) < from) continue;
+        if (from > r.first && (rc = rec_seek(log, &r, from, st))) break;
+        uint64_t seq;
+        const char *data;
+        size_t len;
+        int got;
+        while ((got = rec_next(log, &r, &seq, &data, &len, st)) > 0) {
+            if (seq > to || fn(ud, seq, data, len) || ++n == max) {
+                done = 1;
+                break;
+            }
+        }
+        if (got < 0) {
+            rc = got;
+            break;
+        }
+    }
+    char *err = NULL;
+    rocksdb_iter_get_error(it, &err);
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    if (err) {
+        ao_status_clear(st);
+        return rocks_error(st, log->dir, "reading", err);
+    }
+    return rc;
+}
+
 typedef struct range_ctx {
     ao_log_t *log;
     ao_log_event_fn fn;
@@ -509,30 +746,6 @@ typedef struct range_ctx {
     size_t max, n;
     ao_status_t *st;
 } range_ctx_t;
-
-static int range_kv(void *ud, const char *k, size_t kl, const char *v, size_t vl)
-{
-    range_ctx_t *c = ud;
-    if (kl != 8) {
-        ao_status_set(c->st, AO_ECORRUPT, "%s: an events key of %zu bytes (want 8)", c->log->dir, kl);
-        return AO_ECORRUPT;
-    }
-    if (c->fn(c->ud, rd_be64((const unsigned char *)k), v, vl)) return 1;
-    return ++c->n == c->max ? 1 : 0;
-}
-
-int ao_log_read_range(ao_log_t *log, uint64_t from, uint64_t to, size_t max, ao_log_event_fn fn,
-                      void *ud, ao_status_t *st)
-{
-    if (to < from) return 0;
-    unsigned char lo[8], hi[8];
-    be64(from, lo);
-    int bounded = to != UINT64_MAX;
-    if (bounded) be64(to + 1, hi);
-    range_ctx_t c = {log, fn, ud, max, 0, st};
-    return scan(log, CF_EVENTS, (const char *)lo, 8, bounded ? (const char *)hi : NULL, 8, 0,
-                range_kv, &c, st);
-}
 
 typedef struct wf_ctx {
     range_ctx_t r;
@@ -544,43 +757,51 @@ typedef struct wf_ctx {
      * consecutive events cost a Next and scattered ones a Seek from
      * where it is. */
     rocksdb_iterator_t *events;
-    uint64_t at; /* the seq the iterator is on; 0: not positioned */
+    rec_t rec; /* the record the iterator is on, if on */
+    int on;
 } wf_ctx_t;
 
 /* Delivers event seq of the workflow (named by the index). */
 static int wf_event(wf_ctx_t *c, uint64_t seq)
 {
-    unsigned char ek[8];
-    be64(seq, ek);
+    ao_log_t *log = c->r.log;
     /* Made after the index iterator: its snapshot is as new or newer, so
      * every event the index names is in it (an event and its index entry
      * are one WriteBatch). */
-    if (!c->events)
-        c->events =
-            rocksdb_create_iterator_cf(c->r.log->db, c->r.log->ropts, c->r.log->cf[CF_EVENTS]);
-    if (c->at && seq == c->at + 1) {
-        rocksdb_iter_next(c->events);
-    } else {
-        rocksdb_iter_seek(c->events, (const char *)ek, 8);
-    }
-    const char *ev = NULL;
-    size_t el = 0, ekl = 0;
-    c->at = 0;
-    if (rocksdb_iter_valid(c->events)) {
-        const char *key = rocksdb_iter_key(c->events, &ekl);
-        if (ekl == 8 && !memcmp(key, ek, 8)) {
-            ev = rocksdb_iter_value(c->events, &el);
-            c->at = seq;
+    if (!c->events) c->events = rocksdb_create_iterator_cf(log->db, log->ropts, log->cf[CF_EVENTS]);
+    if (!c->on || !rec_holds(&c->rec, seq)) {
+        /* The next record, or the one holding seq. */
+        if (c->on && seq > c->rec.first && seq - c->rec.first == c->rec.n) {
+            rocksdb_iter_next(c->events);
+        } else {
+            unsigned char ek[8];
+            be64(seq, ek);
+            rocksdb_iter_seek_for_prev(c->events, (const char *)ek, 8);
+        }
+        c->on = 0;
+        if (rocksdb_iter_valid(c->events)) {
+            size_t kl, vl;
+            const char *k = rocksdb_iter_key(c->events, &kl);
+            const char *v = rocksdb_iter_value(c->events, &vl);
+            int rc = rec_open(log, &c->rec, k, kl, v, vl, c->r.st);
+            if (rc) return rc;
+            c->on = 1;
+        }
+        if (!c->on || !rec_holds(&c->rec, seq)) {
+            char *err = NULL;
+            rocksdb_iter_get_error(c->events, &err);
+            if (err) return rocks_error(c->r.st, log->dir, "reading", err);
+            ao_status_set(c->r.st, AO_ECORRUPT, "%s: the workflow index names event %llu, which is missing",
+                          log->dir, (unsigned long long)seq);
+            return AO_ECORRUPT;
         }
     }
-    if (!ev) {
-        char *err = NULL;
-        rocksdb_iter_get_error(c->events, &err);
-        if (err) return rocks_error(c->r.st, c->r.log->dir, "reading", err);
-        ao_status_set(c->r.st, AO_ECORRUPT, "%s: the workflow index names event %llu, which is missing",
-                      c->r.log->dir, (unsigned long long)seq);
-        return AO_ECORRUPT;
-    }
+    uint64_t at;
+    const char *ev;
+    size_t el;
+    int rc = rec_seek(log, &c->rec, seq, c->r.st);
+    if (!rc) rc = rec_next(log, &c->rec, &at, &ev, &el, c->r.st);
+    if (rc < 0) return rc;
     if (c->r.fn(c->r.ud, seq, ev, el)) return 1;
     return ++c->r.n == c->r.max ? 1 : 0;
 }
@@ -646,7 +867,7 @@ int ao_log_read_workflow(ao_log_t *log, const char *workflow_id, uint64_t from, 
         memset(lo + prefix, 0, 8);
         rocksdb_iter_seek(it, (const char *)lo, ll);
     }
-    wf_ctx_t c = {{log, fn, ud, max, 0, st}, prefix, NULL, 0};
+    wf_ctx_t c = {{log, fn, ud, max, 0, st}, prefix, NULL, {0}, 0};
     int rc = 0;
     for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
         size_t kl, vl;

@@ -4,7 +4,11 @@
  * it. This implementation is RocksDB (rocksdb/c.h) with one column family
  * per kind of record:
  *
- *   events       seq (8 bytes, big-endian)            -> packed agentos.v1.Event
+ *   events       seq (8 bytes, big-endian)            -> a record: events seq,
+ *                seq + 1, ... of one batch (up to 256 of them); one event
+ *                is its packed agentos.v1.Event, several are 0x00,
+ *                varint(count), then varint(length) + packed Event each;
+ *                schemas 1 and 2 stored an event per key, read alike
  *   wf_index     workflow id, 0x00, seq (big-endian)  -> the workflow's further
  *                events of the same batch: seq deltas as varints (often
  *                none); schema 1 had one entry per event, read alike
@@ -27,10 +31,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The schema version this build writes. It reads it and version 1 (one
- * workflow index entry per event), and marks a version 1 database it
- * opens for writing as 2. */
-#define AO_LOG_SCHEMA_VERSION 2
+/* The schema version this build writes. It reads it and versions 1 (one
+ * workflow index entry per event) and 2 (one event per events key), and
+ * marks a version 1 or 2 database it opens for writing as 3. */
+#define AO_LOG_SCHEMA_VERSION 3
 
 typedef struct ao_log ao_log_t;
 typedef struct ao_log_batch ao_log_batch_t;

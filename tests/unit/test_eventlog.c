@@ -573,7 +573,7 @@ static void test_index_one_entry_per_workflow_per_batch(void **state)
     raw_t r;
     raw_open(&r, f->dir);
     assert_int_equal(raw_count(&r, RAW_INDEX), 4); /* 2 workflows x 2 batches */
-    assert_int_equal(raw_count(&r, RAW_EVENTS), 203);
+    assert_int_equal(raw_count(&r, RAW_EVENTS), 2); /* a record per batch */
     raw_close(&r);
 }
 
@@ -616,15 +616,15 @@ static void test_index_runs_and_returns(void **state)
     raw_close(&r);
 }
 
-/* A version 1 database (one index entry per event, empty values) reads the
- * same, and opening it for writing marks it version 2; read-only leaves it. */
-static void test_index_version_1_read_and_upgraded(void **state)
+/* A version 1 database (one index entry per event, empty values; an event
+ * per events key) reads the same, and opening it for writing marks it
+ * version 3; read-only leaves it. */
+static void check_older_version(const char *dir, const char *version)
 {
-    fx_t *f = *state;
-    ao_log_close(open_log(f->dir, 0));
+    ao_log_close(open_log(dir, 0));
     raw_t r;
-    raw_open(&r, f->dir);
-    raw_put(&r, RAW_META, "schema_version", 14, "1", 1);
+    raw_open(&r, dir);
+    raw_put(&r, RAW_META, "schema_version", 14, version, 1);
     for (uint64_t seq = 1; seq <= 6; seq++) {
         unsigned char ek[8], ik[64];
         be64(seq, ek);
@@ -635,7 +635,7 @@ static void test_index_version_1_read_and_upgraded(void **state)
     }
     raw_close(&r);
     for (int ro = 1; ro >= 0; ro--) {
-        ao_log_t *log = open_log(f->dir, ro);
+        ao_log_t *log = open_log(dir, ro);
         seen_t s = {0};
         read_wf(log, "odd", 2, 5, 0, &s);
         uint64_t odd[] = {3, 5};
@@ -644,19 +644,39 @@ static void test_index_version_1_read_and_upgraded(void **state)
         size_t vl;
         ao_status_t st;
         assert_int_equal(ao_log_get_meta(log, "schema_version", &v, &vl, &st), 0);
-        assert_memory_equal(v, ro ? "1" : "2", 1);
+        assert_memory_equal(v, ro ? version : "3", 1);
         free(v);
         ao_log_close(log);
     }
-    /* Written after the upgrade, read with what was there. */
-    ao_log_t *log = open_log(f->dir, 0);
+    /* Written after the upgrade (a record of three events), read with what
+     * was there. */
+    ao_log_t *log = open_log(dir, 0);
     const char *wfs[] = {"odd"};
     write_events(log, 7, 9, wfs, 1);
     seen_t s = {0};
     read_wf(log, "odd", 0, UINT64_MAX, 0, &s);
     uint64_t all[] = {1, 3, 5, 7, 8, 9};
     assert_seqs(&s, all, 6);
+    memset(&s, 0, sizeof s);
+    read_range(log, 5, 8, 0, &s);
+    uint64_t mixed[] = {5, 6, 7, 8};
+    assert_seqs(&s, mixed, 4);
     ao_log_close(log);
+    log = open_log(dir, 1);
+    assert_int_equal(ao_log_last_seq(log), 9);
+    ao_log_close(log);
+}
+
+static void test_index_version_1_read_and_upgraded(void **state)
+{
+    fx_t *f = *state;
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s/v1", f->dir);
+    check_older_version(dir, "1");
+    /* Version 2: the same layout (its index entries could hold several
+     * events, its events keys one each). */
+    snprintf(dir, sizeof dir, "%s/v2", f->dir);
+    check_older_version(dir, "2");
 }
 
 /* An index entry whose deltas do not decode is reported, not followed. */
@@ -715,6 +735,156 @@ static void test_schema_version(void **state)
     snprintf(cur, sizeof cur, "%d", AO_LOG_SCHEMA_VERSION);
     set_schema(f->dir, cur);
     assert_int_equal(try_open(f->dir, 0, &st), 0);
+}
+
+/* Records: a batch's events share keys, at most 256 events or 64 KiB a
+ * record, and every read starts anywhere in one. */
+static void test_records(void **state)
+{
+    fx_t *f = *state;
+    ao_log_t *log = open_log(f->dir, 0);
+    const char *wfs[] = {"w0", "w1", "w2"};
+    write_events(log, 1, 600, wfs, 3); /* records 1-256, 257-512, 513-600 */
+    uint64_t starts[] = {1, 2, 255, 256, 257, 258, 511, 512, 513, 599, 600};
+    for (size_t k = 0; k < sizeof starts / sizeof *starts; k++) {
+        seen_t s = {0};
+        read_range(log, starts[k], starts[k] + 299, 0, &s);
+        uint64_t last = starts[k] + 299 < 600 ? starts[k] + 299 : 600;
+        assert_int_equal(s.n, last - starts[k] + 1);
+        for (size_t i = 0; i < s.n; i++) {
+            char buf[64];
+            payload(starts[k] + i, buf, sizeof buf);
+            assert_int_equal(s.seqs[i], starts[k] + i);
+            assert_string_equal(s.data[i], buf);
+        }
+        /* A limit, and an end inside a record. */
+        memset(&s, 0, sizeof s);
+        read_range(log, starts[k], 400, 3, &s);
+        if (starts[k] <= 398) assert_int_equal(s.n, 3);
+    }
+    seen_t s = {0};
+    read_range(log, 601, UINT64_MAX, 0, &s);
+    assert_int_equal(s.n, 0);
+    /* A workflow's events, from inside the first record across the others. */
+    read_wf(log, "w1", 250, UINT64_MAX, 0, &s);
+    assert_int_equal(s.n, 117); /* 250, 253, ..., 598 */
+    for (size_t i = 0; i < s.n; i++) assert_int_equal(s.seqs[i], 250 + 3 * i);
+    memset(&s, 0, sizeof s);
+    read_wf(log, "w2", 0, 520, 0, &s);
+    assert_int_equal(s.n, 173); /* 2, 5, ..., 518 */
+    assert_int_equal(s.seqs[172], 518);
+
+    /* Big events: a record closes once it holds 64 KiB. */
+    ao_log_batch_t *b = ao_log_batch_new(log);
+    size_t big = 20 << 10;
+    char *data = malloc(big);
+    for (uint64_t seq = 601; seq <= 605; seq++) {
+        memset(data, 'a' + (int)(seq - 601), big);
+        ao_log_batch_put_event(b, seq, "big", data, big);
+    }
+    ao_status_t st;
+    assert_int_equal(ao_log_write(log, b, &st), 0);
+    ao_log_batch_free(b);
+    free(data);
+    memset(&s, 0, sizeof s);
+    read_wf(log, "big", 603, UINT64_MAX, 0, &s);
+    assert_int_equal(s.n, 3);
+    assert_int_equal(s.seqs[0], 603);
+    assert_int_equal(s.data[0][0], 'c');
+    assert_int_equal(s.data[2][79 - 1], 'e');
+    ao_log_close(log);
+
+    log = open_log(f->dir, 1);
+    assert_int_equal(ao_log_last_seq(log), 605);
+    ao_log_close(log);
+    raw_t r;
+    raw_open(&r, f->dir);
+    assert_int_equal(raw_count(&r, RAW_EVENTS), 5); /* 3; then 601-604, 605 */
+    raw_close(&r);
+}
+
+/* A record of three events, A B C, at key 1, with what replaces it. */
+static void put_raw_record(const char *dir, const unsigned char *v, size_t vl)
+{
+    raw_t r;
+    raw_open(&r, dir);
+    unsigned char k[8];
+    be64(1, k);
+    raw_put(&r, RAW_EVENTS, k, 8, v, vl);
+    raw_close(&r);
+}
+
+static void expect_range_corrupt(const char *dir, const char *msg_part)
+{
+    ao_log_t *log = open_log(dir, 1);
+    seen_t s = {0};
+    ao_status_t st;
+    int rc = ao_log_read_range(log, 1, UINT64_MAX, 0, collect, &s, &st);
+    if (rc != AO_ECORRUPT || !strstr(st.msg, msg_part))
+        fail_msg("ao_log_read_range: %d \"%s\", want AO_ECORRUPT naming \"%s\"", rc, st.msg,
+                 msg_part);
+    ao_log_close(log);
+}
+
+/* Damaged records are named, never read past or handed out as events. */
+static void test_records_corrupt(void **state)
+{
+    fx_t *f = *state;
+    ao_log_t *log = open_log(f->dir, 0);
+    const char *wfs[] = {"w"};
+    write_events(log, 1, 3, wfs, 1);
+    write_events(log, 4, 4, wfs, 1);
+    ao_log_close(log);
+    static const unsigned char good[] = {0, 3, 1, 'A', 1, 'B', 1, 'C'};
+    put_raw_record(f->dir, good, sizeof good);
+    log = open_log(f->dir, 1);
+    seen_t s = {0};
+    read_range(log, 2, UINT64_MAX, 0, &s);
+    assert_int_equal(s.n, 3);
+    assert_string_equal(s.data[0], "B");
+    assert_string_equal(s.data[1], "C");
+    ao_log_close(log);
+
+    static const unsigned char zero[] = {0, 0, 1, 'A'};
+    put_raw_record(f->dir, zero, sizeof zero);
+    expect_range_corrupt(f->dir, "the events record at 1 does not decode (its count)");
+    static const unsigned char too_many[] = {0, 9, 1, 'A', 1, 'B'};
+    put_raw_record(f->dir, too_many, sizeof too_many);
+    expect_range_corrupt(f->dir, "the events record at 1 does not decode (its count)");
+    static const unsigned char short_len[] = {0, 3, 1, 'A', 1, 'B', 5, 'C'};
+    put_raw_record(f->dir, short_len, sizeof short_len);
+    expect_range_corrupt(f->dir, "does not decode (an event's length)");
+    static const unsigned char trailing[] = {0, 3, 1, 'A', 1, 'B', 1, 'C', 'x'};
+    put_raw_record(f->dir, trailing, sizeof trailing);
+    expect_range_corrupt(f->dir, "does not decode (bytes after its last event)");
+    /* Four events at key 1 reach into key 4's. */
+    static const unsigned char four[] = {0, 4, 1, 'A', 1, 'B', 1, 'C', 1, 'D'};
+    put_raw_record(f->dir, four, sizeof four);
+    expect_range_corrupt(f->dir, "the events records at 1 and 4 overlap");
+
+    /* Two events where the index names three: the third is missing. */
+    static const unsigned char two[] = {0, 2, 1, 'A', 1, 'B'};
+    put_raw_record(f->dir, two, sizeof two);
+    log = open_log(f->dir, 1);
+    memset(&s, 0, sizeof s);
+    ao_status_t st;
+    int rc = ao_log_read_workflow(log, "w", 0, UINT64_MAX, 0, collect, &s, &st);
+    if (rc != AO_ECORRUPT || !strstr(st.msg, "event 3, which is missing"))
+        fail_msg("read_workflow over a short record: %d \"%s\"", rc, st.msg);
+    assert_int_equal(s.n, 2);
+    ao_log_close(log);
+
+    /* The last record's count is how the log knows its last seq. */
+    raw_t r;
+    raw_open(&r, f->dir);
+    unsigned char k[8];
+    be64(4, k);
+    static const unsigned char bad_count[] = {0, 0x80};
+    raw_put(&r, RAW_EVENTS, k, 8, bad_count, sizeof bad_count);
+    raw_close(&r);
+    rc = try_open(f->dir, 1, &st);
+    if (rc != AO_ECORRUPT || !strstr(st.msg, "the events record at 4 does not decode"))
+        fail_msg("open over a bad last record: %d \"%s\"", rc, st.msg);
 }
 
 static void test_events_without_version_corrupt(void **state)
@@ -887,14 +1057,19 @@ static void test_corrupt_event_reported(void **state)
     uint8_t *sub, *cus;
     size_t sub_n = packed_submitted(1, "wf", &sub);
     size_t cus_n = packed_custom(2, "wf", &cus);
+    /* A batch each: an event per key (a record of one), which the raw
+     * writes below replace one at a time. */
     ao_log_batch_t *b = ao_log_batch_new(log);
-    ao_log_batch_put_event(b, 1, "wf", sub, sub_n);
-    ao_log_batch_put_event(b, 2, "wf", cus, cus_n);
-    /* Through a batch: a truncated event (a length-delimited field runs
-     * past the end). */
-    ao_log_batch_put_event(b, 3, "wf", cus, cus_n / 2);
     ao_status_t st;
-    assert_int_equal(ao_log_write(log, b, &st), 0);
+    for (uint64_t seq = 1; seq <= 3; seq++) {
+        ao_log_batch_clear(b);
+        if (seq == 1) ao_log_batch_put_event(b, 1, "wf", sub, sub_n);
+        if (seq == 2) ao_log_batch_put_event(b, 2, "wf", cus, cus_n);
+        /* Through a batch: a truncated event (a length-delimited field
+         * runs past the end). */
+        if (seq == 3) ao_log_batch_put_event(b, 3, "wf", cus, cus_n / 2);
+        assert_int_equal(ao_log_write(log, b, &st), 0);
+    }
     ao_log_batch_free(b);
 
     /* The storage layer hands bytes back as stored: it does not decode. */
@@ -1135,6 +1310,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_index_one_entry_per_workflow_per_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index_version_1_read_and_upgraded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index_corrupt_entry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_records, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_records_corrupt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_events_without_version_corrupt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_second_open_busy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_only, setup, teardown),
