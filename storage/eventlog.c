@@ -25,6 +25,38 @@ static const char *cf_names[CF_COUNT] = {"default", "events", "wf_index", "snaps
 
 #define SCHEMA_KEY "schema_version"
 
+/* A workflow's events not indexed yet: one index entry when they are,
+ * keyed by the first, holding the deltas to the others. */
+typedef struct wf_group {
+    char *workflow_id;
+    uint64_t first, last;
+    unsigned char *deltas;
+    size_t n_deltas, cap_deltas;
+    int taken; /* a flush wrote it with a pending group of its workflow */
+    uint64_t rec_stamp; /* in a batch: see ao_log_batch */
+    size_t rec_ref;
+} wf_group_t;
+
+/* Groups by workflow: mostly runs of one workflow, so the last group is
+ * tried before the map, and the map is built only once there are two. */
+typedef struct groups {
+    wf_group_t *v;
+    size_t n, cap;
+    size_t last;
+    json_t *of; /* workflow id -> index into v */
+} groups_t;
+
+/* The workflow index trails the log: a write indexes what it holds and
+ * what earlier writes left pending once there are INDEX_EVERY events of
+ * them, else leaves its own pending. An index entry is a memtable insert
+ * and a WriteBatch entry: per write, it was a fifth of a chain step's
+ * write. Every event up to indexed_through (meta, with the entries that
+ * moved it) is in the index; reads of a workflow scan the events after it
+ * (at most about INDEX_EVERY plus a batch), and an open for writing reads
+ * them back into the pending groups. */
+enum { INDEX_EVERY = 1024 };
+#define INDEXED_KEY "indexed_through"
+
 struct ao_log {
     rocksdb_t *db;
     rocksdb_options_t *opts;
@@ -32,47 +64,50 @@ struct ao_log {
     rocksdb_writeoptions_t *wopts;
     rocksdb_readoptions_t *ropts;
     atomic_uint_fast64_t last_seq;
+    atomic_uint_fast64_t indexed; /* indexed_through */
+    /* The writer's: events written, not indexed yet. */
+    groups_t pending;
+    size_t n_pending;
+    size_t index_every;
     char *dir;
     int read_only;
 };
 
-/* A workflow's events in a batch: one index entry at write time, keyed by
- * the first, holding the deltas to the others. */
-typedef struct wf_group {
-    char *workflow_id;
-    uint64_t first, last;
-    unsigned char *deltas;
-    size_t n_deltas, cap_deltas;
-} wf_group_t;
+
 
 /* Records: the events of a batch go into the events family a record of
  * up to REC_MAX_EVENTS events (or past REC_MAX_BYTES, the event that
- * crosses it) per key, keyed by its first event's seq. A record of one
- * event is that event's bytes, as schema 1 and 2 stored every event; a
- * record of several is REC_MARK, varint(count), then varint(length) and
- * bytes per event (no packed Event starts with a 0 byte: field number 0
- * is invalid). One key per record rather than per event: each key is a
+ * crosses it) per key, keyed by its first event's seq. A record is
+ * REC_MARK, varint(count), varint(workflows), each workflow id as
+ * varint(length) + bytes, then per event varint(its workflow: 1 for the
+ * first id, 0 for none), varint(length) and its bytes. One event of no
+ * workflow is stored as its bytes alone, as schemas 1 and 2 stored every
+ * event (no packed Event starts with a 0 byte: field number 0 is
+ * invalid). One key per record rather than per event: each key is a
  * memtable insert and a WriteBatch entry, a fifth of a chain step's
- * write. */
-enum { REC_MARK = 0x00, REC_MAX_EVENTS = 256, REC_MAX_BYTES = 64 << 10, REC_HEAD = 11 };
+ * write; the workflow ids let reads find a workflow's events that the
+ * index does not hold yet. */
+enum { REC_MARK = 0x00, REC_MAX_EVENTS = 256, REC_MAX_BYTES = 64 << 10, REC_HEAD = 128 };
 
 struct ao_log_batch {
     ao_log_t *log;
     rocksdb_writebatch_t *wb;
     uint64_t first, last;
     size_t n_events;
-    /* The record being filled: its events as varint(length) + bytes,
-     * from rec + REC_HEAD (room for the header, written when it is put). */
+    /* The record being filled: its events from rec + REC_HEAD (room for
+     * the header, written when it is put); its workflows, as indexes into
+     * groups (a group's rec_ref is its number in this record when its
+     * rec_stamp is rec_stamp). */
     unsigned char *rec;
     size_t rec_len, rec_cap;
     uint64_t rec_first;
     size_t rec_n;
-    size_t rec_head; /* bytes of the first event's length varint */
-    json_t *group_of; /* workflow id -> index into groups, once there are two */
-    wf_group_t *groups;
-    size_t n_groups, cap_groups;
-    size_t last_group; /* the group of the last event */
-    int indexed; /* the groups' index entries are in wb */
+    size_t *rec_wfs;
+    size_t rec_nwfs, rec_capwfs;
+    uint64_t rec_stamp;
+    groups_t groups;  /* the batch's events by workflow */
+    int indexed;      /* the write's index entries are in wb */
+    int flushes;      /* they flush the pending groups */
 };
 
 static void be64(uint64_t v, unsigned char out[8])
@@ -166,6 +201,8 @@ static int rocks_error(ao_status_t *st, const char *dir, const char *what, char 
     return code;
 }
 
+static void groups_free(groups_t *gs);
+
 void ao_log_close(ao_log_t *log)
 {
     if (!log) return;
@@ -175,6 +212,7 @@ void ao_log_close(ao_log_t *log)
     if (log->opts) rocksdb_options_destroy(log->opts);
     if (log->wopts) rocksdb_writeoptions_destroy(log->wopts);
     if (log->ropts) rocksdb_readoptions_destroy(log->ropts);
+    groups_free(&log->pending);
     free(log->dir);
     free(log);
 }
@@ -182,18 +220,32 @@ void ao_log_close(ao_log_t *log)
 /* ---- records (see REC_MARK) ------------------------------------------------ */
 
 /* One record of the events family: events first .. first + n - 1, read
- * through a cursor (the next event is number i, at p). */
+ * through a cursor (the next event is number i, at p; ref is the
+ * workflow of the last one read). */
 typedef struct rec {
     uint64_t first, n, i;
-    const char *v; /* the value; body NULL: it is one event */
+    const char *v; /* the value; body NULL: it is one event of no workflow */
     size_t vl;
-    const unsigned char *body, *p, *end;
+    uint64_t n_wfs, ref;
+    const unsigned char *wfs, *body, *p, *end;
 } rec_t;
 
 static int rec_corrupt(ao_log_t *log, const rec_t *r, const char *what, ao_status_t *st)
 {
     return ao_status_set(st, AO_ECORRUPT, "%s: the events record at %llu does not decode (%s)", log->dir,
                          (unsigned long long)r->first, what);
+}
+
+/* Reads varint(length) + bytes at *p. -1: past end. */
+static int bytes_get(const unsigned char **p, const unsigned char *end, const unsigned char **b,
+                     size_t *n)
+{
+    uint64_t l;
+    if (varint_get(p, end, &l) || l > (uint64_t)(end - *p)) return -1;
+    *b = *p;
+    *n = (size_t)l;
+    *p += l;
+    return 0;
 }
 
 static int rec_open(ao_log_t *log, rec_t *r, const char *k, size_t kl, const char *v, size_t vl,
@@ -208,13 +260,41 @@ static int rec_open(ao_log_t *log, rec_t *r, const char *k, size_t kl, const cha
     r->n = 1;
     if (!vl || (unsigned char)v[0] != REC_MARK) return 0;
     const unsigned char *p = (const unsigned char *)v + 1, *end = (const unsigned char *)v + vl;
-    if (varint_get(&p, end, &r->n)) return rec_corrupt(log, r, "its count", st);
-    /* Every event takes at least its length byte. */
-    if (!r->n || r->n > (uint64_t)(end - p) || r->n - 1 > UINT64_MAX - r->first)
+    /* Every event takes at least two bytes. */
+    if (varint_get(&p, end, &r->n) || !r->n || r->n > (uint64_t)(end - p) / 2 ||
+        r->n - 1 > UINT64_MAX - r->first)
         return rec_corrupt(log, r, "its count", st);
+    if (varint_get(&p, end, &r->n_wfs) || r->n_wfs > r->n) return rec_corrupt(log, r, "its workflows", st);
+    r->wfs = p;
+    for (uint64_t w = 0; w < r->n_wfs; w++) {
+        const unsigned char *id;
+        size_t n;
+        if (bytes_get(&p, end, &id, &n)) return rec_corrupt(log, r, "its workflows", st);
+    }
     r->body = r->p = p;
     r->end = end;
     return 0;
+}
+
+/* The number of workflow id in the record (0: none of its events are
+ * that workflow's). */
+static uint64_t rec_find_wf(const rec_t *r, const char *id, size_t n)
+{
+    const unsigned char *p = r->wfs, *b;
+    size_t l;
+    for (uint64_t w = 1; w <= r->n_wfs && !bytes_get(&p, r->body, &b, &l); w++)
+        if (l == n && !memcmp(b, id, n)) return w;
+    return 0;
+}
+
+/* The id of workflow number ref (1 <= ref <= n_wfs). */
+static void rec_wf(const rec_t *r, uint64_t ref, const char **id, size_t *n)
+{
+    const unsigned char *p = r->wfs, *b = p;
+    size_t l = 0;
+    for (uint64_t w = 1; w <= ref && !bytes_get(&p, r->body, &b, &l); w++) continue;
+    *id = (const char *)b;
+    *n = l;
 }
 
 static uint64_t rec_last(const rec_t *r)
@@ -227,8 +307,8 @@ static int rec_holds(const rec_t *r, uint64_t seq)
     return seq >= r->first && seq - r->first < r->n;
 }
 
-/* The next event: 1 (in *seq, *data, *len), 0 past the last, or
- * AO_ECORRUPT. */
+/* The next event: 1 (in *seq, *data, *len, its workflow's number in
+ * r->ref), 0 past the last, or AO_ECORRUPT. */
 static int rec_next(ao_log_t *log, rec_t *r, uint64_t *seq, const char **data, size_t *len,
                     ao_status_t *st)
 {
@@ -237,15 +317,15 @@ static int rec_next(ao_log_t *log, rec_t *r, uint64_t *seq, const char **data, s
     if (!r->body) {
         *data = r->v;
         *len = r->vl;
+        r->ref = 0;
         r->i++;
         return 1;
     }
-    uint64_t l;
-    if (varint_get(&r->p, r->end, &l) || l > (uint64_t)(r->end - r->p))
-        return rec_corrupt(log, r, "an event's length", st);
-    *data = (const char *)r->p;
-    *len = (size_t)l;
-    r->p += l;
+    const unsigned char *b;
+    if (varint_get(&r->p, r->end, &r->ref) || r->ref > r->n_wfs)
+        return rec_corrupt(log, r, "an event's workflow", st);
+    if (bytes_get(&r->p, r->end, &b, len)) return rec_corrupt(log, r, "an event's length", st);
+    *data = (const char *)b;
     if (++r->i == r->n && r->p != r->end) return rec_corrupt(log, r, "bytes after its last event", st);
     return 1;
 }
@@ -262,11 +342,11 @@ static int rec_seek(ao_log_t *log, rec_t *r, uint64_t seq, ao_status_t *st)
         r->p = r->body;
     }
     while (r->first + r->i < seq) {
-        uint64_t l;
-        if (varint_get(&r->p, r->end, &l) || l > (uint64_t)(r->end - r->p))
-            return rec_corrupt(log, r, "an event's length", st);
-        r->p += l;
-        r->i++;
+        uint64_t at;
+        const char *d;
+        size_t l;
+        int rc = rec_next(log, r, &at, &d, &l, st);
+        if (rc < 0) return rc;
     }
     return 0;
 }
@@ -351,12 +431,15 @@ static int check_schema(ao_log_t *log, int created, ao_status_t *st)
     return 0;
 }
 
+static int load_index(ao_log_t *log, ao_status_t *st);
+
 int ao_log_open(const ao_log_options_t *opt, ao_log_t **out, ao_status_t *st)
 {
     *out = NULL;
     ao_log_t *log = ao_xcalloc(1, sizeof *log);
     log->dir = ao_xstrdup(opt->dir);
     log->read_only = opt->read_only;
+    log->index_every = opt->index_every ? opt->index_every : INDEX_EVERY;
     struct stat sb;
     int existed = stat(opt->dir, &sb) == 0;
     if (opt->read_only && !existed) {
@@ -410,6 +493,7 @@ int ao_log_open(const ao_log_options_t *opt, ao_log_t **out, ao_status_t *st)
     log->ropts = rocksdb_readoptions_create();
     int rc = load_last_seq(log, st);
     if (!rc) rc = check_schema(log, !existed, st);
+    if (!rc) rc = load_index(log, st);
     if (rc) {
         ao_log_close(log);
         return rc;
@@ -430,28 +514,89 @@ ao_log_batch_t *ao_log_batch_new(ao_log_t *log)
     ao_log_batch_t *b = ao_xcalloc(1, sizeof *b);
     b->log = log;
     b->wb = rocksdb_writebatch_create();
+    b->rec_stamp = 1;
     return b;
 }
 
-static void clear_groups(ao_log_batch_t *b)
+static void groups_clear(groups_t *gs)
 {
-    for (size_t i = 0; i < b->n_groups; i++) {
-        free(b->groups[i].workflow_id);
-        free(b->groups[i].deltas);
+    for (size_t i = 0; i < gs->n; i++) {
+        free(gs->v[i].workflow_id);
+        free(gs->v[i].deltas);
     }
-    b->n_groups = 0;
-    b->last_group = 0;
-    if (b->group_of) json_object_clear(b->group_of);
-    b->indexed = 0;
+    gs->n = 0;
+    gs->last = 0;
+    if (gs->of) json_object_clear(gs->of);
+}
+
+static void groups_free(groups_t *gs)
+{
+    groups_clear(gs);
+    free(gs->v);
+    json_decref(gs->of);
+}
+
+static wf_group_t *groups_find(groups_t *gs, const char *workflow_id)
+{
+    if (!gs->n) return NULL;
+    if (!strcmp(gs->v[gs->last].workflow_id, workflow_id)) return &gs->v[gs->last];
+    if (gs->n == 1) return NULL;
+    json_t *v = json_object_get(gs->of, workflow_id);
+    return v ? &gs->v[gs->last = (size_t)json_integer_value(v)] : NULL;
+}
+
+/* A new group, named by id (taken: freed with the group). */
+static wf_group_t *groups_add(groups_t *gs, char *id, uint64_t first)
+{
+    if (gs->n == gs->cap) {
+        gs->cap = gs->cap ? gs->cap * 2 : 8;
+        gs->v = ao_xrealloc(gs->v, gs->cap * sizeof *gs->v);
+    }
+    if (gs->n) {
+        if (!gs->of) gs->of = json_object();
+        if (gs->n == 1) json_object_set_new(gs->of, gs->v[0].workflow_id, json_integer(0));
+        json_object_set_new(gs->of, id, json_integer((json_int_t)gs->n));
+    }
+    wf_group_t *g = &gs->v[gs->n];
+    memset(g, 0, sizeof *g);
+    g->workflow_id = id;
+    g->first = g->last = first;
+    gs->last = gs->n++;
+    return g;
+}
+
+static void put_deltas(wf_group_t *g, const unsigned char *d, size_t n)
+{
+    if (!n) return;
+    if (g->cap_deltas - g->n_deltas < n) {
+        g->cap_deltas = (g->n_deltas + n) * 2;
+        g->deltas = ao_xrealloc(g->deltas, g->cap_deltas);
+    }
+    memcpy(g->deltas + g->n_deltas, d, n);
+    g->n_deltas += n;
+}
+
+static void put_delta(wf_group_t *g, uint64_t v)
+{
+    unsigned char d[10];
+    put_deltas(g, d, varint_put(d, v));
+}
+
+static wf_group_t *group_event(groups_t *gs, const char *workflow_id, uint64_t seq)
+{
+    wf_group_t *g = groups_find(gs, workflow_id);
+    if (!g) return groups_add(gs, ao_xstrdup(workflow_id), seq);
+    put_delta(g, seq - g->last);
+    g->last = seq;
+    return g;
 }
 
 void ao_log_batch_free(ao_log_batch_t *b)
 {
     if (!b) return;
-    clear_groups(b);
+    groups_free(&b->groups);
     free(b->rec);
-    free(b->groups);
-    json_decref(b->group_of);
+    free(b->rec_wfs);
     rocksdb_writebatch_destroy(b->wb);
     free(b);
 }
@@ -459,10 +604,12 @@ void ao_log_batch_free(ao_log_batch_t *b)
 void ao_log_batch_clear(ao_log_batch_t *b)
 {
     rocksdb_writebatch_clear(b->wb);
-    clear_groups(b);
+    groups_clear(&b->groups);
+    b->indexed = b->flushes = 0;
     b->first = b->last = 0;
     b->n_events = 0;
-    b->rec_len = b->rec_n = 0;
+    b->rec_len = b->rec_n = b->rec_nwfs = 0;
+    b->rec_stamp++;
 }
 
 /* The open record goes into the WriteBatch. */
@@ -472,77 +619,107 @@ static void put_record(ao_log_batch_t *b)
     unsigned char k[8];
     be64(b->rec_first, k);
     unsigned char *body = b->rec + REC_HEAD;
-    if (b->rec_n == 1) {
-        rocksdb_writebatch_put_cf(b->wb, b->log->cf[CF_EVENTS], (const char *)k, 8,
-                                  (const char *)body + b->rec_head, b->rec_len - b->rec_head);
+    if (b->rec_n == 1 && !b->rec_nwfs) {
+        /* One event of no workflow: its bytes, after its 0 and length. */
+        const unsigned char *p = body, *ev;
+        uint64_t ref;
+        size_t n;
+        varint_get(&p, body + b->rec_len, &ref);
+        bytes_get(&p, body + b->rec_len, &ev, &n);
+        rocksdb_writebatch_put_cf(b->wb, b->log->cf[CF_EVENTS], (const char *)k, 8, (const char *)ev, n);
     } else {
-        unsigned char head[REC_HEAD];
-        head[0] = REC_MARK;
-        size_t hl = 1 + varint_put(head + 1, b->rec_n);
-        memcpy(body - hl, head, hl);
-        rocksdb_writebatch_put_cf(b->wb, b->log->cf[CF_EVENTS], (const char *)k, 8,
-                                  (const char *)body - hl, hl + b->rec_len);
+        size_t hl = 1 + 10 + 10;
+        for (size_t i = 0; i < b->rec_nwfs; i++) hl += 10 + strlen(b->groups.v[b->rec_wfs[i]].workflow_id);
+        /* Written in the room before the events, or, past it, apart. */
+        unsigned char *head = hl <= REC_HEAD ? b->rec : ao_xmalloc(hl + b->rec_len);
+        unsigned char *h = head;
+        *h++ = REC_MARK;
+        h += varint_put(h, b->rec_n);
+        h += varint_put(h, b->rec_nwfs);
+        for (size_t i = 0; i < b->rec_nwfs; i++) {
+            const char *id = b->groups.v[b->rec_wfs[i]].workflow_id;
+            size_t n = strlen(id);
+            h += varint_put(h, n);
+            memcpy(h, id, n);
+            h += n;
+        }
+        size_t used = (size_t)(h - head);
+        const char *value;
+        if (head == b->rec) {
+            memmove(body - used, head, used);
+            value = (const char *)body - used;
+        } else {
+            memcpy(h, body, b->rec_len);
+            value = (const char *)head;
+        }
+        rocksdb_writebatch_put_cf(b->wb, b->log->cf[CF_EVENTS], (const char *)k, 8, value,
+                                  used + b->rec_len);
+        if (head != b->rec) free(head);
     }
-    b->rec_len = b->rec_n = 0;
+    b->rec_len = b->rec_n = b->rec_nwfs = 0;
+    b->rec_stamp++;
 }
 
-static void put_varint(wf_group_t *g, uint64_t v)
+static void put_entry(ao_log_batch_t *b, const char *workflow_id, uint64_t first,
+                      const unsigned char *deltas, size_t n)
 {
-    if (g->cap_deltas - g->n_deltas < 10) {
-        g->cap_deltas = g->cap_deltas ? g->cap_deltas * 2 : 16;
-        g->deltas = ao_xrealloc(g->deltas, g->cap_deltas);
-    }
-    while (v >= 0x80) {
-        g->deltas[g->n_deltas++] = (unsigned char)(v | 0x80);
-        v >>= 7;
-    }
-    g->deltas[g->n_deltas++] = (unsigned char)v;
+    unsigned char ik[256 + 9];
+    size_t kl = wf_key(workflow_id, first, ik, sizeof ik);
+    rocksdb_writebatch_put_cf(b->wb, b->log->cf[CF_WF_INDEX], (const char *)ik, kl,
+                              (const char *)deltas, n);
 }
 
-/* A batch's events mostly come in runs of one workflow: the last group is
- * tried before the map, and a batch of one workflow never builds the map. */
-static void group_event(ao_log_batch_t *b, const char *workflow_id, uint64_t seq)
-{
-    wf_group_t *g = NULL;
-    if (b->n_groups && !strcmp(b->groups[b->last_group].workflow_id, workflow_id)) {
-        g = &b->groups[b->last_group];
-    } else if (b->n_groups > 1) {
-        json_t *v = json_object_get(b->group_of, workflow_id);
-        if (v) g = &b->groups[b->last_group = (size_t)json_integer_value(v)];
-    }
-    if (g) {
-        put_varint(g, seq - g->last);
-        g->last = seq;
-        return;
-    }
-    if (b->n_groups == b->cap_groups) {
-        b->cap_groups = b->cap_groups ? b->cap_groups * 2 : 8;
-        b->groups = ao_xrealloc(b->groups, b->cap_groups * sizeof *b->groups);
-    }
-    if (b->n_groups) {
-        if (!b->group_of) b->group_of = json_object();
-        if (b->n_groups == 1) json_object_set_new(b->group_of, b->groups[0].workflow_id, json_integer(0));
-        json_object_set_new(b->group_of, workflow_id, json_integer((json_int_t)b->n_groups));
-    }
-    g = &b->groups[b->n_groups];
-    memset(g, 0, sizeof *g);
-    g->workflow_id = ao_xstrdup(workflow_id);
-    g->first = g->last = seq;
-    b->last_group = b->n_groups++;
-}
-
-/* The index entries of the batch's workflows, once. */
-static void put_index(ao_log_batch_t *b)
+/* Once per write: when the pending groups and the batch's reach
+ * INDEX_EVERY events, their index entries (a workflow's pending events and
+ * its events in the batch in one) and indexed_through go into wb. */
+static void put_index(ao_log_t *log, ao_log_batch_t *b)
 {
     if (b->indexed) return;
-    for (size_t i = 0; i < b->n_groups; i++) {
-        const wf_group_t *g = &b->groups[i];
-        unsigned char ik[256 + 9];
-        size_t kl = wf_key(g->workflow_id, g->first, ik, sizeof ik);
-        rocksdb_writebatch_put_cf(b->wb, b->log->cf[CF_WF_INDEX], (const char *)ik, kl,
-                                  (const char *)g->deltas, g->n_deltas);
-    }
     b->indexed = 1;
+    if (!b->n_events || log->n_pending + b->n_events < log->index_every) return;
+    b->flushes = 1;
+    for (size_t i = 0; i < b->groups.n; i++) b->groups.v[i].taken = 0;
+    wf_group_t joined = {0};
+    for (size_t i = 0; i < log->pending.n; i++) {
+        const wf_group_t *p = &log->pending.v[i];
+        wf_group_t *g = groups_find(&b->groups, p->workflow_id);
+        if (!g) {
+            put_entry(b, p->workflow_id, p->first, p->deltas, p->n_deltas);
+            continue;
+        }
+        joined.n_deltas = 0;
+        put_deltas(&joined, p->deltas, p->n_deltas);
+        put_delta(&joined, g->first - p->last);
+        put_deltas(&joined, g->deltas, g->n_deltas);
+        put_entry(b, p->workflow_id, p->first, joined.deltas, joined.n_deltas);
+        g->taken = 1;
+    }
+    free(joined.deltas);
+    for (size_t i = 0; i < b->groups.n; i++) {
+        const wf_group_t *g = &b->groups.v[i];
+        if (!g->taken) put_entry(b, g->workflow_id, g->first, g->deltas, g->n_deltas);
+    }
+    unsigned char v[8];
+    be64(b->last, v);
+    rocksdb_writebatch_put_cf(b->wb, log->cf[CF_META], INDEXED_KEY, strlen(INDEXED_KEY),
+                              (const char *)v, 8);
+}
+
+/* A write that indexed nothing leaves its groups pending. */
+static void keep_pending(ao_log_t *log, ao_log_batch_t *b)
+{
+    for (size_t i = 0; i < b->groups.n; i++) {
+        wf_group_t *g = &b->groups.v[i];
+        wf_group_t *p = groups_find(&log->pending, g->workflow_id);
+        if (!p) {
+            p = groups_add(&log->pending, ao_xstrdup(g->workflow_id), g->first);
+        } else {
+            put_delta(p, g->first - p->last);
+        }
+        put_deltas(p, g->deltas, g->n_deltas);
+        p->last = g->last;
+    }
+    log->n_pending += b->n_events;
 }
 
 size_t ao_log_batch_count(const ao_log_batch_t *b)
@@ -555,20 +732,31 @@ void ao_log_batch_put_event(ao_log_batch_t *b, uint64_t seq, const char *workflo
 {
     /* A record holds consecutive seqs only (a gap is refused at write). */
     if (b->rec_n && seq != b->rec_first + b->rec_n) put_record(b);
-    if (b->rec_cap < REC_HEAD + b->rec_len + len + 10) {
-        b->rec_cap = (REC_HEAD + b->rec_len + len + 10) * 2;
+    size_t ref = 0;
+    if (workflow_id && *workflow_id) {
+        wf_group_t *g = group_event(&b->groups, workflow_id, seq);
+        if (g->rec_stamp != b->rec_stamp) {
+            if (b->rec_nwfs == b->rec_capwfs) {
+                b->rec_capwfs = b->rec_capwfs ? b->rec_capwfs * 2 : 8;
+                b->rec_wfs = ao_xrealloc(b->rec_wfs, b->rec_capwfs * sizeof *b->rec_wfs);
+            }
+            b->rec_wfs[b->rec_nwfs++] = (size_t)(g - b->groups.v);
+            g->rec_stamp = b->rec_stamp;
+            g->rec_ref = b->rec_nwfs;
+        }
+        ref = g->rec_ref;
+    }
+    if (b->rec_cap < REC_HEAD + b->rec_len + len + 20) {
+        b->rec_cap = (REC_HEAD + b->rec_len + len + 20) * 2;
         b->rec = ao_xrealloc(b->rec, b->rec_cap);
     }
     unsigned char *at = b->rec + REC_HEAD + b->rec_len;
-    size_t head = varint_put(at, len);
-    if (!b->rec_n) {
-        b->rec_first = seq;
-        b->rec_head = head;
-    }
+    size_t head = varint_put(at, ref);
+    head += varint_put(at + head, len);
+    if (!b->rec_n) b->rec_first = seq;
     memcpy(at + head, data, len);
     b->rec_len += head + len;
     if (++b->rec_n == REC_MAX_EVENTS || b->rec_len >= REC_MAX_BYTES) put_record(b);
-    if (workflow_id && *workflow_id) group_event(b, workflow_id, seq);
     if (!b->n_events) b->first = seq;
     else if (seq != b->last + 1) b->first = 0; /* marks a gap: write refuses */
     b->last = seq;
@@ -617,11 +805,23 @@ int ao_log_write(ao_log_t *log, ao_log_batch_t *b, ao_status_t *st)
                              (unsigned long long)b->first, (unsigned long long)b->last,
                              (unsigned long long)last);
     put_record(b); /* once: it empties the open record */
-    put_index(b);
+    put_index(log, b);
     char *err = NULL;
     rocksdb_write(log->db, log->wopts, b->wb, &err);
     if (err) return rocks_error(st, log->dir, "writing to", err);
-    if (b->n_events) atomic_store(&log->last_seq, b->last);
+    if (b->n_events) {
+        if (b->flushes) {
+            groups_clear(&log->pending);
+            log->n_pending = 0;
+            atomic_store(&log->indexed, b->last);
+        } else {
+            keep_pending(log, b);
+        }
+        /* Written once: a second write of the batch puts the same again. */
+        b->indexed = b->flushes = 0;
+        groups_clear(&b->groups);
+        atomic_store(&log->last_seq, b->last);
+    }
     return 0;
 }
 
@@ -678,8 +878,12 @@ static int scan(ao_log_t *log, int cf, const char *lo, size_t lol, const char *h
     return rc;
 }
 
-int ao_log_read_range(ao_log_t *log, uint64_t from, uint64_t to, size_t max, ao_log_event_fn fn,
-                      void *ud, ao_status_t *st)
+typedef int (*rec_visit_fn)(void *ud, const rec_t *r, uint64_t seq, const char *data, size_t len);
+
+/* The events with from <= seq <= to in order: all of them, or (wf not
+ * NULL) those of workflow wf. visit returns nonzero to stop. */
+static int scan_events(ao_log_t *log, uint64_t from, uint64_t to, const char *wf, rec_visit_fn visit,
+                       void *ud, ao_status_t *st)
 {
     if (to < from) return 0;
     unsigned char lo[8], hi[8];
@@ -693,7 +897,7 @@ int ao_log_read_range(ao_log_t *log, uint64_t from, uint64_t to, size_t max, ao_
     /* The record holding `from` may start before it. */
     rocksdb_iter_seek_for_prev(it, (const char *)lo, 8);
     if (!rocksdb_iter_valid(it)) rocksdb_iter_seek(it, (const char *)lo, 8);
-    size_t n = 0;
+    size_t wfl = wf ? strlen(wf) : 0;
     int rc = 0, done = 0, any = 0;
     uint64_t prev_first = 0, prev_last = 0;
     for (; !done && rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
@@ -712,13 +916,20 @@ int ao_log_read_range(ao_log_t *log, uint64_t from, uint64_t to, size_t max, ao_
         prev_first = r.first;
         prev_last = rec_last(&r);
         if (rec_last(&r) < from) continue;
+        uint64_t want = 0;
+        if (wf && !(want = rec_find_wf(&r, wf, wfl))) continue;
         if (from > r.first && (rc = rec_seek(log, &r, from, st))) break;
         uint64_t seq;
         const char *data;
         size_t len;
         int got;
         while ((got = rec_next(log, &r, &seq, &data, &len, st)) > 0) {
-            if (seq > to || fn(ud, seq, data, len) || ++n == max) {
+            if (seq > to) {
+                done = 1;
+                break;
+            }
+            if (wf && r.ref != want) continue;
+            if ((rc = visit(ud, &r, seq, data, len))) {
                 done = 1;
                 break;
             }
@@ -736,7 +947,7 @@ int ao_log_read_range(ao_log_t *log, uint64_t from, uint64_t to, size_t max, ao_
         ao_status_clear(st);
         return rocks_error(st, log->dir, "reading", err);
     }
-    return rc;
+    return rc < 0 ? rc : 0;
 }
 
 typedef struct range_ctx {
@@ -746,6 +957,20 @@ typedef struct range_ctx {
     size_t max, n;
     ao_status_t *st;
 } range_ctx_t;
+
+static int range_visit(void *ud, const rec_t *r, uint64_t seq, const char *data, size_t len)
+{
+    (void)r;
+    range_ctx_t *c = ud;
+    return c->fn(c->ud, seq, data, len) || ++c->n == c->max;
+}
+
+int ao_log_read_range(ao_log_t *log, uint64_t from, uint64_t to, size_t max, ao_log_event_fn fn,
+                      void *ud, ao_status_t *st)
+{
+    range_ctx_t c = {log, fn, ud, max, 0, st};
+    return scan_events(log, from, to, NULL, range_visit, &c, st);
+}
 
 typedef struct wf_ctx {
     range_ctx_t r;
@@ -759,6 +984,7 @@ typedef struct wf_ctx {
     rocksdb_iterator_t *events;
     rec_t rec; /* the record the iterator is on, if on */
     int on;
+    int stopped; /* by the visitor, or at max */
 } wf_ctx_t;
 
 /* Delivers event seq of the workflow (named by the index). */
@@ -802,8 +1028,11 @@ static int wf_event(wf_ctx_t *c, uint64_t seq)
     int rc = rec_seek(log, &c->rec, seq, c->r.st);
     if (!rc) rc = rec_next(log, &c->rec, &at, &ev, &el, c->r.st);
     if (rc < 0) return rc;
-    if (c->r.fn(c->r.ud, seq, ev, el)) return 1;
-    return ++c->r.n == c->r.max ? 1 : 0;
+    if (c->r.fn(c->r.ud, seq, ev, el) || ++c->r.n == c->r.max) {
+        c->stopped = 1;
+        return 1;
+    }
+    return 0;
 }
 
 /* One index entry: its key's seq, then one per varint delta of its value;
@@ -841,10 +1070,11 @@ static int wf_entry(wf_ctx_t *c, const char *k, size_t kl, const char *v, size_t
     }
 }
 
-int ao_log_read_workflow(ao_log_t *log, const char *workflow_id, uint64_t from, uint64_t to,
-                         size_t max, ao_log_event_fn fn, void *ud, ao_status_t *st)
+/* The workflow's events in [from, to] through the index (all of them
+ * indexed). */
+static int read_indexed(ao_log_t *log, const char *workflow_id, uint64_t from, uint64_t to,
+                        wf_ctx_t *c)
 {
-    if (to < from) return 0;
     unsigned char lo[256 + 9], hi[256 + 9];
     size_t ll = wf_key(workflow_id, from, lo, sizeof lo);
     size_t prefix = ll - 8;
@@ -867,13 +1097,13 @@ int ao_log_read_workflow(ao_log_t *log, const char *workflow_id, uint64_t from, 
         memset(lo + prefix, 0, 8);
         rocksdb_iter_seek(it, (const char *)lo, ll);
     }
-    wf_ctx_t c = {{log, fn, ud, max, 0, st}, prefix, NULL, {0}, 0};
+    c->prefix = prefix;
     int rc = 0;
     for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
         size_t kl, vl;
         const char *k = rocksdb_iter_key(it, &kl);
         const char *v = rocksdb_iter_value(it, &vl);
-        int r = wf_entry(&c, k, kl, v, vl, from, to);
+        int r = wf_entry(c, k, kl, v, vl, from, to);
         if (r < 0) rc = r;
         if (r) break;
     }
@@ -881,9 +1111,25 @@ int ao_log_read_workflow(ao_log_t *log, const char *workflow_id, uint64_t from, 
     rocksdb_iter_get_error(it, &err);
     rocksdb_iter_destroy(it);
     rocksdb_readoptions_destroy(ro);
-    if (c.events) rocksdb_iter_destroy(c.events);
-    if (err) return rocks_error(st, log->dir, "reading", err);
+    if (c->events) rocksdb_iter_destroy(c->events);
+    if (err) return rocks_error(c->r.st, log->dir, "reading", err);
     return rc;
+}
+
+int ao_log_read_workflow(ao_log_t *log, const char *workflow_id, uint64_t from, uint64_t to,
+                         size_t max, ao_log_event_fn fn, void *ud, ao_status_t *st)
+{
+    if (to < from) return 0;
+    /* Read before any iterator is made: everything up to it is in the
+     * index those iterators see, and what is after is read from the
+     * events. */
+    uint64_t indexed = atomic_load(&log->indexed);
+    wf_ctx_t c = {{log, fn, ud, max, 0, st}, 0, NULL, {0}, 0, 0};
+    if (from <= indexed) {
+        int rc = read_indexed(log, workflow_id, from, to < indexed ? to : indexed, &c);
+        if (rc || c.stopped || to <= indexed) return rc;
+    }
+    return scan_events(log, from > indexed ? from : indexed + 1, to, workflow_id, range_visit, &c.r, st);
 }
 
 typedef struct one_ctx {
@@ -1019,4 +1265,55 @@ int ao_log_get_meta(ao_log_t *log, const char *key, void **data, size_t *len, ao
     *len = vl;
     rocksdb_free(v);
     return 0;
+}
+
+/* ---- the index at open -------------------------------------------------- */
+
+static int pending_visit(void *ud, const rec_t *r, uint64_t seq, const char *data, size_t len)
+{
+    (void)data;
+    (void)len;
+    ao_log_t *log = ud;
+    if (r->ref) {
+        const char *id;
+        size_t n;
+        rec_wf(r, r->ref, &id, &n);
+        char *wf = ao_xstrndup(id, n);
+        group_event(&log->pending, wf, seq);
+        free(wf);
+    }
+    log->n_pending++;
+    return 0;
+}
+
+/* indexed_through, and for writing the groups of the events after it. A
+ * database without it (schema 1 and 2) has every event indexed: it is
+ * written then, as 0 for a new one. */
+static int load_index(ao_log_t *log, ao_status_t *st)
+{
+    uint64_t last = atomic_load(&log->last_seq), indexed = last;
+    char *err = NULL;
+    size_t vl = 0;
+    char *v = rocksdb_get_cf(log->db, log->ropts, log->cf[CF_META], INDEXED_KEY, strlen(INDEXED_KEY),
+                             &vl, &err);
+    if (err) return rocks_error(st, log->dir, "reading the workflow index of", err);
+    if (v) {
+        int bad = vl != 8;
+        if (!bad) indexed = rd_be64((const unsigned char *)v);
+        rocksdb_free(v);
+        if (bad || indexed > last)
+            return ao_status_set(st, AO_ECORRUPT,
+                                 "%s: meta/" INDEXED_KEY " is %s (the last event is %llu)",
+                                 log->dir, bad ? "not 8 bytes" : "past the last event",
+                                 (unsigned long long)last);
+    } else if (!log->read_only) {
+        unsigned char b[8];
+        be64(indexed, b);
+        rocksdb_put_cf(log->db, log->wopts, log->cf[CF_META], INDEXED_KEY, strlen(INDEXED_KEY),
+                       (const char *)b, 8, &err);
+        if (err) return rocks_error(st, log->dir, "writing the workflow index of", err);
+    }
+    atomic_store(&log->indexed, indexed);
+    if (log->read_only || indexed == last) return 0;
+    return scan_events(log, indexed + 1, last, NULL, pending_visit, log, st);
 }

@@ -5,16 +5,19 @@
  * per kind of record:
  *
  *   events       seq (8 bytes, big-endian)            -> a record: events seq,
- *                seq + 1, ... of one batch (up to 256 of them); one event
- *                is its packed agentos.v1.Event, several are 0x00,
- *                varint(count), then varint(length) + packed Event each;
- *                schemas 1 and 2 stored an event per key, read alike
+ *                seq + 1, ... of one batch (up to 256 of them) with their
+ *                workflow ids (see REC_MARK in eventlog.c); one event of
+ *                no workflow is its bytes alone, as schemas 1 and 2 stored
+ *                every event
  *   wf_index     workflow id, 0x00, seq (big-endian)  -> the workflow's further
- *                events of the same batch: seq deltas as varints (often
- *                none); schema 1 had one entry per event, read alike
+ *                events up to meta/indexed_through: seq deltas as varints;
+ *                schema 1 had one entry per event, schema 2 one per
+ *                workflow per batch, read alike
  *   snapshots    workflow id                          -> seq (8 bytes BE) + packed Workflow
  *   checkpoints  workflow id, 0x00, seq (big-endian)  -> packed agentos.v1.Checkpoint
- *   meta         name                                 -> value (schema version, ...)
+ *   meta         name                                 -> value (schema version,
+ *                indexed_through: every event up to it is in wf_index,
+ *                8 bytes BE)
  *
  * A schema version is written when the database is created and checked at
  * open: a newer or unknown version refuses to open (AO_ESCHEMA).
@@ -47,6 +50,10 @@ typedef struct ao_log_options {
     int sync;
     /* Open read-only (tools, tests); no LOCK is taken. */
     int read_only;
+    /* The workflow index trails the log by up to this many events (0:
+     * 1024): a write indexes its events and those before it once there
+     * are this many unindexed. 1: every write indexes its own. */
+    unsigned index_every;
 } ao_log_options_t;
 
 /* Opens (creating if needed) the log. Returns 0 and *out, or:
@@ -106,7 +113,9 @@ int ao_log_read_range(ao_log_t *log, uint64_t from, uint64_t to, size_t max, ao_
                       void *ud, ao_status_t *st);
 
 /* The events of one workflow with from <= seq <= to, in order, at most max
- * (0: no limit), through the workflow index. */
+ * (0: no limit): through the workflow index up to indexed_through, then
+ * from the records after it, whose workflow ids say whose their events
+ * are. */
 int ao_log_read_workflow(ao_log_t *log, const char *workflow_id, uint64_t from, uint64_t to,
                          size_t max, ao_log_event_fn fn, void *ud, ao_status_t *st);
 

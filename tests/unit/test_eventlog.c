@@ -58,7 +58,20 @@ static int teardown(void **state)
     return 0;
 }
 
+/* Every write indexes its own events (the index does not trail): the
+ * tests of the index's entries and of damage behind the log's back. */
 static ao_log_t *open_log(const char *dir, int read_only)
+{
+    ao_log_options_t o = {.dir = dir, .sync = 1, .read_only = read_only, .index_every = 1};
+    ao_log_t *log = NULL;
+    ao_status_t st;
+    int rc = ao_log_open(&o, &log, &st);
+    if (rc) fail_msg("ao_log_open(%s): %s", dir, st.msg);
+    return log;
+}
+
+/* The index trails the log, as it does in agentosd. */
+static ao_log_t *open_trailing(const char *dir, int read_only)
 {
     ao_log_options_t o = {.dir = dir, .sync = 1, .read_only = read_only};
     ao_log_t *log = NULL;
@@ -625,6 +638,7 @@ static void check_older_version(const char *dir, const char *version)
     raw_t r;
     raw_open(&r, dir);
     raw_put(&r, RAW_META, "schema_version", 14, version, 1);
+    raw_delete(&r, RAW_META, "indexed_through", 15); /* those versions had none */
     for (uint64_t seq = 1; seq <= 6; seq++) {
         unsigned char ek[8], ik[64];
         be64(seq, ek);
@@ -803,6 +817,139 @@ static void test_records(void **state)
     raw_close(&r);
 }
 
+static uint64_t indexed_through(ao_log_t *log)
+{
+    void *v;
+    size_t vl;
+    ao_status_t st;
+    assert_int_equal(ao_log_get_meta(log, "indexed_through", &v, &vl, &st), 0);
+    assert_int_equal(vl, 8);
+    uint64_t x = 0;
+    for (int i = 0; i < 8; i++) x = (x << 8) | ((unsigned char *)v)[i];
+    free(v);
+    return x;
+}
+
+/* Workflow w's events of [from, to] as write_pairs wrote them: seq s is
+ * workflow s % 3's. */
+static uint64_t pairs_last; /* the last seq write_pairs wrote */
+
+static void expect_wf(ao_log_t *log, int w, uint64_t from, uint64_t to, size_t max)
+{
+    char wf[8];
+    snprintf(wf, sizeof wf, "w%d", w);
+    seen_t s = {0};
+    read_wf(log, wf, from, to, max, &s);
+    size_t n = 0;
+    for (uint64_t seq = from ? from : 1; seq <= to && seq <= pairs_last && (!max || n < max); seq++) {
+        if (seq % 3 != (uint64_t)w) continue;
+        if (n >= s.n || s.seqs[n] != seq)
+            fail_msg("%s [%llu, %llu] max %zu: event %zu is %llu, want %llu", wf,
+                     (unsigned long long)from, (unsigned long long)to, max, n,
+                     (unsigned long long)(n < s.n ? s.seqs[n] : 0), (unsigned long long)seq);
+        char buf[64];
+        payload(seq, buf, sizeof buf);
+        assert_string_equal(s.data[n], buf);
+        n++;
+    }
+    assert_int_equal(s.n, n);
+}
+
+/* Writes of two events each, seqs from..to. */
+static void write_pairs(ao_log_t *log, uint64_t from, uint64_t to)
+{
+    static const char *const wfs[] = {"w0", "w1", "w2"};
+    for (uint64_t s = from; s <= to; s += 2) write_events(log, s, s + 1 <= to ? s + 1 : s, wfs, 3);
+    pairs_last = to;
+}
+
+/* The index trails the log by up to 1,024 events: a workflow's events are
+ * read from the index up to indexed_through and from the events after it,
+ * without a gap or a repeat at the seam, across reopens. */
+static void test_index_trails(void **state)
+{
+    fx_t *f = *state;
+    ao_log_t *log = open_trailing(f->dir, 0);
+    assert_int_equal(indexed_through(log), 0);
+    write_pairs(log, 1, 1000); /* 1,000 pending: none indexed */
+    assert_int_equal(indexed_through(log), 0);
+    for (int w = 0; w < 3; w++) expect_wf(log, w, 0, UINT64_MAX, 0);
+    write_pairs(log, 1001, 1400); /* the write of 1023-1024 indexes 1-1024 */
+    assert_int_equal(indexed_through(log), 1024);
+    raw_t r;
+    ao_log_close(log);
+    raw_open(&r, f->dir);
+    assert_int_equal(raw_count(&r, RAW_INDEX), 3); /* one entry per workflow */
+    raw_close(&r);
+
+    for (int ro = 0; ro <= 1; ro++) {
+        /* Read-write: the events after 1024 are read back as pending. */
+        log = open_trailing(f->dir, ro);
+        for (int w = 0; w < 3; w++) {
+            expect_wf(log, w, 0, UINT64_MAX, 0);
+            expect_wf(log, w, 1000, 1100, 0); /* across the seam */
+            expect_wf(log, w, 1025, UINT64_MAX, 0);
+            expect_wf(log, w, 5, 1024, 0);
+            expect_wf(log, w, 1020, UINT64_MAX, 3); /* stops past the seam */
+            expect_wf(log, w, 1000, UINT64_MAX, 2); /* stops before it */
+        }
+        ao_log_close(log);
+    }
+    /* Pending events read back at open are indexed with later ones: 1025-
+     * 1400 and 1401-2048 in one entry per workflow. */
+    log = open_trailing(f->dir, 0);
+    write_pairs(log, 1401, 2100);
+    assert_int_equal(indexed_through(log), 2048);
+    for (int w = 0; w < 3; w++) expect_wf(log, w, 1000, 2100, 0);
+    ao_log_close(log);
+    raw_open(&r, f->dir);
+    assert_int_equal(raw_count(&r, RAW_INDEX), 6);
+    raw_close(&r);
+}
+
+/* What the trailing index depends on, damaged: indexed_through, and the
+ * records after it, which an open for writing reads back. */
+static void test_index_trails_corrupt(void **state)
+{
+    fx_t *f = *state;
+    ao_log_t *log = open_trailing(f->dir, 0);
+    write_pairs(log, 1, 10);
+    ao_log_close(log);
+    raw_t r;
+    raw_open(&r, f->dir);
+    raw_put(&r, RAW_META, "indexed_through", 15, "\0\0\0\0\0\0\0\x0b", 8); /* 11 > 10 */
+    raw_close(&r);
+    ao_status_t st;
+    int rc = try_open(f->dir, 1, &st);
+    if (rc != AO_ECORRUPT || !strstr(st.msg, "indexed_through is past the last event"))
+        fail_msg("open: %d \"%s\"", rc, st.msg);
+    raw_open(&r, f->dir);
+    raw_put(&r, RAW_META, "indexed_through", 15, "\0\0\0", 3);
+    raw_close(&r);
+    rc = try_open(f->dir, 0, &st);
+    if (rc != AO_ECORRUPT || !strstr(st.msg, "indexed_through is not 8 bytes"))
+        fail_msg("open: %d \"%s\"", rc, st.msg);
+    raw_open(&r, f->dir);
+    raw_put(&r, RAW_META, "indexed_through", 15, "\0\0\0\0\0\0\0\0", 8);
+    /* The record 3-4 names a workflow past its table. */
+    unsigned char k[8];
+    be64(3, k);
+    static const unsigned char bad[] = {0, 2, 1, 2, 'w', '1', 2, 1, 'x', 1, 1, 'y'};
+    raw_put(&r, RAW_EVENTS, k, 8, bad, sizeof bad);
+    raw_close(&r);
+    rc = try_open(f->dir, 0, &st);
+    if (rc != AO_ECORRUPT || !strstr(st.msg, "the events record at 3 does not decode (an event's workflow)"))
+        fail_msg("open for writing: %d \"%s\"", rc, st.msg);
+    /* Read-only opens do not read the tail: the read that reaches it says. */
+    log = open_trailing(f->dir, 1);
+    seen_t s = {0};
+    rc = ao_log_read_workflow(log, "w1", 0, UINT64_MAX, 0, collect, &s, &st);
+    if (rc != AO_ECORRUPT || !strstr(st.msg, "the events record at 3"))
+        fail_msg("read_workflow: %d \"%s\"", rc, st.msg);
+    assert_int_equal(s.n, 1); /* event 1 */
+    ao_log_close(log);
+}
+
 /* A record of three events, A B C, at key 1, with what replaces it. */
 static void put_raw_record(const char *dir, const unsigned char *v, size_t vl)
 {
@@ -835,7 +982,8 @@ static void test_records_corrupt(void **state)
     write_events(log, 1, 3, wfs, 1);
     write_events(log, 4, 4, wfs, 1);
     ao_log_close(log);
-    static const unsigned char good[] = {0, 3, 1, 'A', 1, 'B', 1, 'C'};
+    /* Three events of workflow "w" (its number 1 in the record's table). */
+    static const unsigned char good[] = {0, 3, 1, 1, 'w', 1, 1, 'A', 1, 1, 'B', 1, 1, 'C'};
     put_raw_record(f->dir, good, sizeof good);
     log = open_log(f->dir, 1);
     seen_t s = {0};
@@ -845,25 +993,29 @@ static void test_records_corrupt(void **state)
     assert_string_equal(s.data[1], "C");
     ao_log_close(log);
 
-    static const unsigned char zero[] = {0, 0, 1, 'A'};
+    static const unsigned char zero[] = {0, 0, 0, 0, 1, 'A'};
     put_raw_record(f->dir, zero, sizeof zero);
     expect_range_corrupt(f->dir, "the events record at 1 does not decode (its count)");
-    static const unsigned char too_many[] = {0, 9, 1, 'A', 1, 'B'};
+    static const unsigned char too_many[] = {0, 9, 0, 0, 1, 'A', 0, 1, 'B'};
     put_raw_record(f->dir, too_many, sizeof too_many);
     expect_range_corrupt(f->dir, "the events record at 1 does not decode (its count)");
-    static const unsigned char short_len[] = {0, 3, 1, 'A', 1, 'B', 5, 'C'};
+    static const unsigned char short_len[] = {0, 3, 0, 0, 1, 'A', 0, 1, 'B', 0, 5, 'C'};
     put_raw_record(f->dir, short_len, sizeof short_len);
     expect_range_corrupt(f->dir, "does not decode (an event's length)");
-    static const unsigned char trailing[] = {0, 3, 1, 'A', 1, 'B', 1, 'C', 'x'};
+    static const unsigned char trailing[] = {0, 3, 0, 0, 1, 'A', 0, 1, 'B', 0, 1, 'C', 'x'};
     put_raw_record(f->dir, trailing, sizeof trailing);
     expect_range_corrupt(f->dir, "does not decode (bytes after its last event)");
     /* Four events at key 1 reach into key 4's. */
-    static const unsigned char four[] = {0, 4, 1, 'A', 1, 'B', 1, 'C', 1, 'D'};
+    static const unsigned char four[] = {0, 4, 0, 0, 1, 'A', 0, 1, 'B', 0, 1, 'C', 0, 1, 'D'};
     put_raw_record(f->dir, four, sizeof four);
     expect_range_corrupt(f->dir, "the events records at 1 and 4 overlap");
 
     /* Two events where the index names three: the third is missing. */
-    static const unsigned char two[] = {0, 2, 1, 'A', 1, 'B'};
+    static const unsigned char two[] = {0, 2, 1, 1, 'w', 1, 1, 'A', 1, 1, 'B'};
+    /* A workflow table that runs past the value. */
+    static const unsigned char table[] = {0, 2, 1, 9, 'w', 0, 1, 'A', 0, 1, 'B'};
+    put_raw_record(f->dir, table, sizeof table);
+    expect_range_corrupt(f->dir, "does not decode (its workflows)");
     put_raw_record(f->dir, two, sizeof two);
     log = open_log(f->dir, 1);
     memset(&s, 0, sizeof s);
@@ -1312,6 +1464,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_index_corrupt_entry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_records_corrupt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_index_trails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_index_trails_corrupt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_events_without_version_corrupt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_second_open_busy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_only, setup, teardown),
