@@ -1,8 +1,10 @@
 /*
  * The event log on RocksDB. See eventlog.h for the layout and guarantees.
  *
- * Threads: ao_log_write from one thread at a time (the processor); reads
- * from any thread (RocksDB reads are thread-safe); last_seq is an atomic.
+ * Threads: ao_log_write from one thread at a time (the processor or its
+ * log writer), which alone touches the pending index groups; reads from
+ * any thread (RocksDB reads are thread-safe); last_seq and
+ * indexed_through are atomics.
  */
 #include "eventlog.h"
 
@@ -32,7 +34,7 @@ typedef struct wf_group {
     uint64_t first, last;
     unsigned char *deltas;
     size_t n_deltas, cap_deltas;
-    int taken; /* a flush wrote it with a pending group of its workflow */
+    int taken;          /* a flush wrote it with a pending group of its workflow */
     uint64_t rec_stamp; /* in a batch: see ao_log_batch */
     size_t rec_ref;
 } wf_group_t;
@@ -73,8 +75,6 @@ struct ao_log {
     int read_only;
 };
 
-
-
 /* Records: the events of a batch go into the events family a record of
  * up to REC_MAX_EVENTS events (or past REC_MAX_BYTES, the event that
  * crosses it) per key, keyed by its first event's seq. A record is
@@ -105,9 +105,9 @@ struct ao_log_batch {
     size_t *rec_wfs;
     size_t rec_nwfs, rec_capwfs;
     uint64_t rec_stamp;
-    groups_t groups;  /* the batch's events by workflow */
-    int indexed;      /* the write's index entries are in wb */
-    int flushes;      /* they flush the pending groups */
+    groups_t groups; /* the batch's events by workflow */
+    int indexed;     /* the write's index entries are in wb */
+    int flushes;     /* they flush the pending groups */
 };
 
 static void be64(uint64_t v, unsigned char out[8])
@@ -232,8 +232,8 @@ typedef struct rec {
 
 static int rec_corrupt(ao_log_t *log, const rec_t *r, const char *what, ao_status_t *st)
 {
-    return ao_status_set(st, AO_ECORRUPT, "%s: the events record at %llu does not decode (%s)", log->dir,
-                         (unsigned long long)r->first, what);
+    return ao_status_set(st, AO_ECORRUPT, "%s: the events record at %llu does not decode (%s)",
+                         log->dir, (unsigned long long)r->first, what);
 }
 
 /* Reads varint(length) + bytes at *p. -1: past end. */
@@ -252,7 +252,8 @@ static int rec_open(ao_log_t *log, rec_t *r, const char *k, size_t kl, const cha
                     ao_status_t *st)
 {
     if (kl != 8)
-        return ao_status_set(st, AO_ECORRUPT, "%s: an events key of %zu bytes (want 8)", log->dir, kl);
+        return ao_status_set(st, AO_ECORRUPT, "%s: an events key of %zu bytes (want 8)", log->dir,
+                             kl);
     memset(r, 0, sizeof *r);
     r->first = rd_be64((const unsigned char *)k);
     r->v = v;
@@ -264,7 +265,8 @@ static int rec_open(ao_log_t *log, rec_t *r, const char *k, size_t kl, const cha
     if (varint_get(&p, end, &r->n) || !r->n || r->n > (uint64_t)(end - p) / 2 ||
         r->n - 1 > UINT64_MAX - r->first)
         return rec_corrupt(log, r, "its count", st);
-    if (varint_get(&p, end, &r->n_wfs) || r->n_wfs > r->n) return rec_corrupt(log, r, "its workflows", st);
+    if (varint_get(&p, end, &r->n_wfs) || r->n_wfs > r->n)
+        return rec_corrupt(log, r, "its workflows", st);
     r->wfs = p;
     for (uint64_t w = 0; w < r->n_wfs; w++) {
         const unsigned char *id;
@@ -292,7 +294,8 @@ static void rec_wf(const rec_t *r, uint64_t ref, const char **id, size_t *n)
 {
     const unsigned char *p = r->wfs, *b = p;
     size_t l = 0;
-    for (uint64_t w = 1; w <= ref && !bytes_get(&p, r->body, &b, &l); w++) continue;
+    for (uint64_t w = 1; w <= ref && !bytes_get(&p, r->body, &b, &l); w++)
+        continue;
     *id = (const char *)b;
     *n = l;
 }
@@ -326,7 +329,8 @@ static int rec_next(ao_log_t *log, rec_t *r, uint64_t *seq, const char **data, s
         return rec_corrupt(log, r, "an event's workflow", st);
     if (bytes_get(&r->p, r->end, &b, len)) return rec_corrupt(log, r, "an event's length", st);
     *data = (const char *)b;
-    if (++r->i == r->n && r->p != r->end) return rec_corrupt(log, r, "bytes after its last event", st);
+    if (++r->i == r->n && r->p != r->end)
+        return rec_corrupt(log, r, "bytes after its last event", st);
     return 1;
 }
 
@@ -626,10 +630,12 @@ static void put_record(ao_log_batch_t *b)
         size_t n;
         varint_get(&p, body + b->rec_len, &ref);
         bytes_get(&p, body + b->rec_len, &ev, &n);
-        rocksdb_writebatch_put_cf(b->wb, b->log->cf[CF_EVENTS], (const char *)k, 8, (const char *)ev, n);
+        rocksdb_writebatch_put_cf(b->wb, b->log->cf[CF_EVENTS], (const char *)k, 8,
+                                  (const char *)ev, n);
     } else {
         size_t hl = 1 + 10 + 10;
-        for (size_t i = 0; i < b->rec_nwfs; i++) hl += 10 + strlen(b->groups.v[b->rec_wfs[i]].workflow_id);
+        for (size_t i = 0; i < b->rec_nwfs; i++)
+            hl += 10 + strlen(b->groups.v[b->rec_wfs[i]].workflow_id);
         /* Written in the room before the events, or, past it, apart. */
         unsigned char *head = hl <= REC_HEAD ? b->rec : ao_xmalloc(hl + b->rec_len);
         unsigned char *h = head;
@@ -678,7 +684,8 @@ static void put_index(ao_log_t *log, ao_log_batch_t *b)
     b->indexed = 1;
     if (!b->n_events || log->n_pending + b->n_events < log->index_every) return;
     b->flushes = 1;
-    for (size_t i = 0; i < b->groups.n; i++) b->groups.v[i].taken = 0;
+    for (size_t i = 0; i < b->groups.n; i++)
+        b->groups.v[i].taken = 0;
     wf_group_t joined = {0};
     for (size_t i = 0; i < log->pending.n; i++) {
         const wf_group_t *p = &log->pending.v[i];
@@ -882,8 +889,8 @@ typedef int (*rec_visit_fn)(void *ud, const rec_t *r, uint64_t seq, const char *
 
 /* The events with from <= seq <= to in order: all of them, or (wf not
  * NULL) those of workflow wf. visit returns nonzero to stop. */
-static int scan_events(ao_log_t *log, uint64_t from, uint64_t to, const char *wf, rec_visit_fn visit,
-                       void *ud, ao_status_t *st)
+static int scan_events(ao_log_t *log, uint64_t from, uint64_t to, const char *wf,
+                       rec_visit_fn visit, void *ud, ao_status_t *st)
 {
     if (to < from) return 0;
     unsigned char lo[8], hi[8];
@@ -1017,8 +1024,9 @@ static int wf_event(wf_ctx_t *c, uint64_t seq)
             char *err = NULL;
             rocksdb_iter_get_error(c->events, &err);
             if (err) return rocks_error(c->r.st, log->dir, "reading", err);
-            ao_status_set(c->r.st, AO_ECORRUPT, "%s: the workflow index names event %llu, which is missing",
-                          log->dir, (unsigned long long)seq);
+            ao_status_set(c->r.st, AO_ECORRUPT,
+                          "%s: the workflow index names event %llu, which is missing", log->dir,
+                          (unsigned long long)seq);
             return AO_ECORRUPT;
         }
     }
@@ -1129,7 +1137,8 @@ int ao_log_read_workflow(ao_log_t *log, const char *workflow_id, uint64_t from, 
         int rc = read_indexed(log, workflow_id, from, to < indexed ? to : indexed, &c);
         if (rc || c.stopped || to <= indexed) return rc;
     }
-    return scan_events(log, from > indexed ? from : indexed + 1, to, workflow_id, range_visit, &c.r, st);
+    return scan_events(log, from > indexed ? from : indexed + 1, to, workflow_id, range_visit, &c.r,
+                       st);
 }
 
 typedef struct one_ctx {
@@ -1294,18 +1303,17 @@ static int load_index(ao_log_t *log, ao_status_t *st)
     uint64_t last = atomic_load(&log->last_seq), indexed = last;
     char *err = NULL;
     size_t vl = 0;
-    char *v = rocksdb_get_cf(log->db, log->ropts, log->cf[CF_META], INDEXED_KEY, strlen(INDEXED_KEY),
-                             &vl, &err);
+    char *v = rocksdb_get_cf(log->db, log->ropts, log->cf[CF_META], INDEXED_KEY,
+                             strlen(INDEXED_KEY), &vl, &err);
     if (err) return rocks_error(st, log->dir, "reading the workflow index of", err);
     if (v) {
         int bad = vl != 8;
         if (!bad) indexed = rd_be64((const unsigned char *)v);
         rocksdb_free(v);
         if (bad || indexed > last)
-            return ao_status_set(st, AO_ECORRUPT,
-                                 "%s: meta/" INDEXED_KEY " is %s (the last event is %llu)",
-                                 log->dir, bad ? "not 8 bytes" : "past the last event",
-                                 (unsigned long long)last);
+            return ao_status_set(
+                st, AO_ECORRUPT, "%s: meta/" INDEXED_KEY " is %s (the last event is %llu)",
+                log->dir, bad ? "not 8 bytes" : "past the last event", (unsigned long long)last);
     } else if (!log->read_only) {
         unsigned char b[8];
         be64(indexed, b);

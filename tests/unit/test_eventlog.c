@@ -782,7 +782,8 @@ static void test_records(void **state)
     /* A workflow's events, from inside the first record across the others. */
     read_wf(log, "w1", 250, UINT64_MAX, 0, &s);
     assert_int_equal(s.n, 117); /* 250, 253, ..., 598 */
-    for (size_t i = 0; i < s.n; i++) assert_int_equal(s.seqs[i], 250 + 3 * i);
+    for (size_t i = 0; i < s.n; i++)
+        assert_int_equal(s.seqs[i], 250 + 3 * i);
     memset(&s, 0, sizeof s);
     read_wf(log, "w2", 0, 520, 0, &s);
     assert_int_equal(s.n, 173); /* 2, 5, ..., 518 */
@@ -825,7 +826,8 @@ static uint64_t indexed_through(ao_log_t *log)
     assert_int_equal(ao_log_get_meta(log, "indexed_through", &v, &vl, &st), 0);
     assert_int_equal(vl, 8);
     uint64_t x = 0;
-    for (int i = 0; i < 8; i++) x = (x << 8) | ((unsigned char *)v)[i];
+    for (int i = 0; i < 8; i++)
+        x = (x << 8) | ((unsigned char *)v)[i];
     free(v);
     return x;
 }
@@ -841,7 +843,8 @@ static void expect_wf(ao_log_t *log, int w, uint64_t from, uint64_t to, size_t m
     seen_t s = {0};
     read_wf(log, wf, from, to, max, &s);
     size_t n = 0;
-    for (uint64_t seq = from ? from : 1; seq <= to && seq <= pairs_last && (!max || n < max); seq++) {
+    for (uint64_t seq = from ? from : 1; seq <= to && seq <= pairs_last && (!max || n < max);
+         seq++) {
         if (seq % 3 != (uint64_t)w) continue;
         if (n >= s.n || s.seqs[n] != seq)
             fail_msg("%s [%llu, %llu] max %zu: event %zu is %llu, want %llu", wf,
@@ -859,7 +862,8 @@ static void expect_wf(ao_log_t *log, int w, uint64_t from, uint64_t to, size_t m
 static void write_pairs(ao_log_t *log, uint64_t from, uint64_t to)
 {
     static const char *const wfs[] = {"w0", "w1", "w2"};
-    for (uint64_t s = from; s <= to; s += 2) write_events(log, s, s + 1 <= to ? s + 1 : s, wfs, 3);
+    for (uint64_t s = from; s <= to; s += 2)
+        write_events(log, s, s + 1 <= to ? s + 1 : s, wfs, 3);
     pairs_last = to;
 }
 
@@ -873,7 +877,8 @@ static void test_index_trails(void **state)
     assert_int_equal(indexed_through(log), 0);
     write_pairs(log, 1, 1000); /* 1,000 pending: none indexed */
     assert_int_equal(indexed_through(log), 0);
-    for (int w = 0; w < 3; w++) expect_wf(log, w, 0, UINT64_MAX, 0);
+    for (int w = 0; w < 3; w++)
+        expect_wf(log, w, 0, UINT64_MAX, 0);
     write_pairs(log, 1001, 1400); /* the write of 1023-1024 indexes 1-1024 */
     assert_int_equal(indexed_through(log), 1024);
     raw_t r;
@@ -900,7 +905,8 @@ static void test_index_trails(void **state)
     log = open_trailing(f->dir, 0);
     write_pairs(log, 1401, 2100);
     assert_int_equal(indexed_through(log), 2048);
-    for (int w = 0; w < 3; w++) expect_wf(log, w, 1000, 2100, 0);
+    for (int w = 0; w < 3; w++)
+        expect_wf(log, w, 1000, 2100, 0);
     ao_log_close(log);
     raw_open(&r, f->dir);
     assert_int_equal(raw_count(&r, RAW_INDEX), 6);
@@ -938,7 +944,8 @@ static void test_index_trails_corrupt(void **state)
     raw_put(&r, RAW_EVENTS, k, 8, bad, sizeof bad);
     raw_close(&r);
     rc = try_open(f->dir, 0, &st);
-    if (rc != AO_ECORRUPT || !strstr(st.msg, "the events record at 3 does not decode (an event's workflow)"))
+    if (rc != AO_ECORRUPT ||
+        !strstr(st.msg, "the events record at 3 does not decode (an event's workflow)"))
         fail_msg("open for writing: %d \"%s\"", rc, st.msg);
     /* Read-only opens do not read the tail: the read that reaches it says. */
     log = open_trailing(f->dir, 1);
@@ -1459,7 +1466,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_meta, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_version, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index_runs_and_returns, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_index_one_entry_per_workflow_per_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_index_one_entry_per_workflow_per_batch, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_index_version_1_read_and_upgraded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index_corrupt_entry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_records, setup, teardown),
