@@ -54,8 +54,8 @@ typedef struct groups {
  * and a WriteBatch entry: per write, it was a fifth of a chain step's
  * write. Every event up to indexed_through (meta, with the entries that
  * moved it) is in the index; reads of a workflow scan the events after it
- * (at most about INDEX_EVERY plus a batch), and an open for writing reads
- * them back into the pending groups. */
+ * (at most about INDEX_EVERY plus a batch), and an open for writing
+ * indexes them. */
 enum { INDEX_EVERY = 1024 };
 #define INDEXED_KEY "indexed_through"
 
@@ -1323,5 +1323,26 @@ static int load_index(ao_log_t *log, ao_status_t *st)
     }
     atomic_store(&log->indexed, indexed);
     if (log->read_only || indexed == last) return 0;
-    return scan_events(log, indexed + 1, last, NULL, pending_visit, log, st);
+    int rc = scan_events(log, indexed + 1, last, NULL, pending_visit, log, st);
+    if (rc) return rc;
+    /* Indexed now, in one write: the reads of a start (recovery reads
+     * every unfinished workflow) then find everything in the index. */
+    ao_log_batch_t *b = ao_log_batch_new(log);
+    for (size_t i = 0; i < log->pending.n; i++) {
+        const wf_group_t *g = &log->pending.v[i];
+        put_entry(b, g->workflow_id, g->first, g->deltas, g->n_deltas);
+    }
+    unsigned char lastb[8];
+    be64(last, lastb);
+    rocksdb_writebatch_put_cf(b->wb, log->cf[CF_META], INDEXED_KEY, strlen(INDEXED_KEY),
+                              (const char *)lastb, 8);
+    rocksdb_write(log->db, log->wopts, b->wb, &err);
+    ao_log_batch_free(b);
+    if (err) return rocks_error(st, log->dir, "writing the workflow index of", err);
+    AO_INFO("storage", "indexed the %zu events after indexed_through %llu in %s", log->n_pending,
+            (unsigned long long)indexed, log->dir);
+    groups_clear(&log->pending);
+    log->n_pending = 0;
+    atomic_store(&log->indexed, last);
+    return 0;
 }
