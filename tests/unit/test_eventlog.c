@@ -27,7 +27,9 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <rocksdb/c.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -927,6 +929,81 @@ static void test_index_trails(void **state)
     assert_int_equal(index_entries(f->dir), 9);
 }
 
+/* A reader beside the writer: each read of workflow w1 up to the log's
+ * last seq gets every one of its events once and in order, while writes
+ * move indexed_through under it. Failures are kept for the main thread
+ * (cmocka's checks are not for other threads). */
+typedef struct seam_reader {
+    ao_log_t *log;
+    atomic_int stop;
+    int reads;
+    uint64_t next; /* within one read: the seq w1's next event must have */
+    char failure[600];
+} seam_reader_t;
+
+static int seam_event(void *ud, uint64_t seq, const void *data, size_t len)
+{
+    seam_reader_t *r = ud;
+    char want[64];
+    size_t wl = payload(seq, want, sizeof want);
+    if (seq != r->next || len != wl || memcmp(data, want, wl)) {
+        snprintf(r->failure, sizeof r->failure, "read %d: got event %llu, want %llu", r->reads,
+                 (unsigned long long)seq, (unsigned long long)r->next);
+        return 1;
+    }
+    r->next += 3;
+    return 0;
+}
+
+static void *seam_main(void *arg)
+{
+    seam_reader_t *r = arg;
+    while (!atomic_load(&r->stop) && !r->failure[0]) {
+        uint64_t last = ao_log_last_seq(r->log);
+        r->next = 1;
+        ao_status_t st;
+        if (ao_log_read_workflow(r->log, "w1", 0, last, 0, seam_event, r, &st)) {
+            snprintf(r->failure, sizeof r->failure, "read %d: %s", r->reads, st.msg);
+            break;
+        }
+        if (r->failure[0]) break;
+        uint64_t want_next = last >= 1 ? 1 + 3 * ((last - 1) / 3 + 1) : 1;
+        if (r->next != want_next) {
+            snprintf(r->failure, sizeof r->failure, "read %d up to %llu: stopped before %llu",
+                     r->reads, (unsigned long long)last, (unsigned long long)r->next);
+            break;
+        }
+        r->reads++;
+    }
+    return NULL;
+}
+
+static void test_index_trails_concurrent_reads(void **state)
+{
+    fx_t *f = *state;
+    ao_log_options_t o = {.dir = f->dir, .sync = 0};
+    ao_log_t *log;
+    ao_status_t st;
+    if (ao_log_open(&o, &log, &st)) fail_msg("%s", st.msg);
+    seam_reader_t r = {.log = log};
+    atomic_init(&r.stop, 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, seam_main, &r), 0);
+    /* 6,000 events, two a write: five times the index catches up. */
+    uint64_t seq = 1;
+    while (seq <= 6000 && !r.failure[0]) {
+        write_pairs(log, seq, seq + 1);
+        seq += 2;
+    }
+    atomic_store(&r.stop, 1);
+    pthread_join(th, NULL);
+    if (r.failure[0]) fail_msg("%s", r.failure);
+    assert_int_equal(indexed_through(log), 5120);
+    print_message("(%d whole reads beside the writes)\n", r.reads);
+    assert_true(r.reads > 0);
+    ao_log_close(log);
+}
+
 /* What the trailing index depends on, damaged: indexed_through, and the
  * records after it, which an open for writing reads back. */
 static void test_index_trails_corrupt(void **state)
@@ -1488,6 +1565,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_records_corrupt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index_trails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index_trails_corrupt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_index_trails_concurrent_reads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_events_without_version_corrupt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_second_open_busy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_only, setup, teardown),
