@@ -106,8 +106,7 @@ struct ao_log_batch {
     size_t rec_nwfs, rec_capwfs;
     uint64_t rec_stamp;
     groups_t groups; /* the batch's events by workflow */
-    int indexed;     /* the write's index entries are in wb */
-    int flushes;     /* they flush the pending groups */
+    int flushes;     /* this write's index entries flush the pending groups */
 };
 
 static void be64(uint64_t v, unsigned char out[8])
@@ -609,7 +608,7 @@ void ao_log_batch_clear(ao_log_batch_t *b)
 {
     rocksdb_writebatch_clear(b->wb);
     groups_clear(&b->groups);
-    b->indexed = b->flushes = 0;
+    b->flushes = 0;
     b->first = b->last = 0;
     b->n_events = 0;
     b->rec_len = b->rec_n = b->rec_nwfs = 0;
@@ -675,13 +674,13 @@ static void put_entry(ao_log_batch_t *b, const char *workflow_id, uint64_t first
                               (const char *)deltas, n);
 }
 
-/* Once per write: when the pending groups and the batch's reach
- * INDEX_EVERY events, their index entries (a workflow's pending events and
- * its events in the batch in one) and indexed_through go into wb. */
+/* When the pending groups and the batch's reach INDEX_EVERY events, their
+ * index entries (a workflow's pending events and its events in the batch
+ * in one) and indexed_through go into wb, for this write only (taken back
+ * if it fails). */
 static void put_index(ao_log_t *log, ao_log_batch_t *b)
 {
-    if (b->indexed) return;
-    b->indexed = 1;
+    b->flushes = 0;
     if (!b->n_events || log->n_pending + b->n_events < log->index_every) return;
     b->flushes = 1;
     for (size_t i = 0; i < b->groups.n; i++)
@@ -812,10 +811,21 @@ int ao_log_write(ao_log_t *log, ao_log_batch_t *b, ao_status_t *st)
                              (unsigned long long)b->first, (unsigned long long)b->last,
                              (unsigned long long)last);
     put_record(b); /* once: it empties the open record */
+    /* The index entries depend on what is pending: a write that fails
+     * takes them back, so that a retry (or a batch with more events)
+     * puts them anew. */
+    rocksdb_writebatch_set_save_point(b->wb);
     put_index(log, b);
     char *err = NULL;
     rocksdb_write(log->db, log->wopts, b->wb, &err);
-    if (err) return rocks_error(st, log->dir, "writing to", err);
+    if (err) {
+        char *rb = NULL;
+        rocksdb_writebatch_rollback_to_save_point(b->wb, &rb);
+        if (rb) ao_fatal("taking the index entries back out of a failed write batch: %s", rb);
+        return rocks_error(st, log->dir, "writing to", err);
+    }
+    rocksdb_writebatch_pop_save_point(b->wb, &err);
+    if (err) rocksdb_free(err);
     if (b->n_events) {
         if (b->flushes) {
             groups_clear(&log->pending);
@@ -824,8 +834,7 @@ int ao_log_write(ao_log_t *log, ao_log_batch_t *b, ao_status_t *st)
         } else {
             keep_pending(log, b);
         }
-        /* Written once: a second write of the batch puts the same again. */
-        b->indexed = b->flushes = 0;
+        b->flushes = 0;
         groups_clear(&b->groups);
         atomic_store(&log->last_seq, b->last);
     }
