@@ -106,7 +106,6 @@ struct ao_log_batch {
     size_t rec_nwfs, rec_capwfs;
     uint64_t rec_stamp;
     groups_t groups; /* the batch's events by workflow */
-    int flushes;     /* this write's index entries flush the pending groups */
 };
 
 static void be64(uint64_t v, unsigned char out[8])
@@ -412,7 +411,7 @@ static int check_schema(ao_log_t *log, int created, ao_status_t *st)
                              "%s has an unknown storage schema version \"%s\" (this agentosd "
                              "reads version %d)",
                              log->dir, buf, AO_LOG_SCHEMA_VERSION);
-    if (ver >= 1 && ver < AO_LOG_SCHEMA_VERSION && !log->read_only) {
+    if (ver < AO_LOG_SCHEMA_VERSION && !log->read_only) {
         /* Versions 1 and 2 read as 3: their index entries hold one event
          * each (1) or several (2, 3), their events one per key (a record
          * of one event). From now on records may hold several events and
@@ -426,11 +425,11 @@ static int check_schema(ao_log_t *log, int created, ao_status_t *st)
                 AO_LOG_SCHEMA_VERSION);
         return 0;
     }
-    if (ver < 1 || ver > AO_LOG_SCHEMA_VERSION)
+    if (ver > AO_LOG_SCHEMA_VERSION)
         return ao_status_set(st, AO_ESCHEMA,
-                             "%s has storage schema version %ld; this agentosd reads versions 1 to %d%s",
-                             log->dir, ver, AO_LOG_SCHEMA_VERSION,
-                             ver > AO_LOG_SCHEMA_VERSION ? " (it was written by a newer agentosd)" : "");
+                             "%s has storage schema version %ld; this agentosd reads versions 1 to %d "
+                             "(it was written by a newer agentosd)",
+                             log->dir, ver, AO_LOG_SCHEMA_VERSION);
     return 0;
 }
 
@@ -608,7 +607,6 @@ void ao_log_batch_clear(ao_log_batch_t *b)
 {
     rocksdb_writebatch_clear(b->wb);
     groups_clear(&b->groups);
-    b->flushes = 0;
     b->first = b->last = 0;
     b->n_events = 0;
     b->rec_len = b->rec_n = b->rec_nwfs = 0;
@@ -674,15 +672,11 @@ static void put_entry(ao_log_batch_t *b, const char *workflow_id, uint64_t first
                               (const char *)deltas, n);
 }
 
-/* When the pending groups and the batch's reach INDEX_EVERY events, their
- * index entries (a workflow's pending events and its events in the batch
- * in one) and indexed_through go into wb, for this write only (taken back
- * if it fails). */
-static void put_index(ao_log_t *log, ao_log_batch_t *b)
+/* The index entries of the pending groups and the batch's (a workflow's
+ * pending events and its events in the batch in one), and indexed_through
+ * moved to `through`, into wb. */
+static void put_entries(ao_log_t *log, ao_log_batch_t *b, uint64_t through)
 {
-    b->flushes = 0;
-    if (!b->n_events || log->n_pending + b->n_events < log->index_every) return;
-    b->flushes = 1;
     for (size_t i = 0; i < b->groups.n; i++)
         b->groups.v[i].taken = 0;
     wf_group_t joined = {0};
@@ -706,9 +700,19 @@ static void put_index(ao_log_t *log, ao_log_batch_t *b)
         if (!g->taken) put_entry(b, g->workflow_id, g->first, g->deltas, g->n_deltas);
     }
     unsigned char v[8];
-    be64(b->last, v);
+    be64(through, v);
     rocksdb_writebatch_put_cf(b->wb, log->cf[CF_META], INDEXED_KEY, strlen(INDEXED_KEY),
                               (const char *)v, 8);
+}
+
+/* Whether this write indexes (the pending groups and the batch's reach
+ * INDEX_EVERY events): then its entries go into wb, for this write only
+ * (taken back if it fails). */
+static int put_index(ao_log_t *log, ao_log_batch_t *b)
+{
+    if (!b->n_events || log->n_pending + b->n_events < log->index_every) return 0;
+    put_entries(log, b, b->last);
+    return 1;
 }
 
 /* A write that indexed nothing leaves its groups pending. */
@@ -815,7 +819,7 @@ int ao_log_write(ao_log_t *log, ao_log_batch_t *b, ao_status_t *st)
      * takes them back, so that a retry (or a batch with more events)
      * puts them anew. */
     rocksdb_writebatch_set_save_point(b->wb);
-    put_index(log, b);
+    int indexes = put_index(log, b);
     char *err = NULL;
     rocksdb_write(log->db, log->wopts, b->wb, &err);
     if (err) {
@@ -827,14 +831,13 @@ int ao_log_write(ao_log_t *log, ao_log_batch_t *b, ao_status_t *st)
     rocksdb_writebatch_pop_save_point(b->wb, &err);
     if (err) rocksdb_free(err);
     if (b->n_events) {
-        if (b->flushes) {
+        if (indexes) {
             groups_clear(&log->pending);
             log->n_pending = 0;
             atomic_store(&log->indexed, b->last);
         } else {
             keep_pending(log, b);
         }
-        b->flushes = 0;
         groups_clear(&b->groups);
         atomic_store(&log->last_seq, b->last);
     }
@@ -959,10 +962,7 @@ static int scan_events(ao_log_t *log, uint64_t from, uint64_t to, const char *wf
     rocksdb_iter_get_error(it, &err);
     rocksdb_iter_destroy(it);
     rocksdb_readoptions_destroy(ro);
-    if (err) {
-        ao_status_clear(st);
-        return rocks_error(st, log->dir, "reading", err);
-    }
+    if (err) return rocks_error(st, log->dir, "reading", err);
     return rc < 0 ? rc : 0;
 }
 
@@ -1070,15 +1070,8 @@ static int wf_entry(wf_ctx_t *c, const char *k, size_t kl, const char *v, size_t
             if (r) return r;
         }
         if (p == end) return 0;
-        uint64_t d = 0;
-        int shift = 0;
-        while (p < end && (*p & 0x80) && shift < 63) {
-            d |= (uint64_t)(*p++ & 0x7f) << shift;
-            shift += 7;
-        }
-        if (p < end) d |= (uint64_t)*p++ << shift;
-        else d = 0;
-        if (!d) {
+        uint64_t d;
+        if (varint_get(&p, end, &d) || !d) {
             ao_status_set(c->r.st, AO_ECORRUPT, "%s: a workflow index entry at %llu does not decode",
                           c->r.log->dir, (unsigned long long)rd_be64((const unsigned char *)k + c->prefix));
             return AO_ECORRUPT;
@@ -1304,7 +1297,7 @@ static int pending_visit(void *ud, const rec_t *r, uint64_t seq, const char *dat
     return 0;
 }
 
-/* indexed_through, and for writing the groups of the events after it. A
+/* indexed_through, and for writing the events after it indexed. A
  * database without it (schema 1 and 2) has every event indexed: it is
  * written then, as 0 for a new one. */
 static int load_index(ao_log_t *log, ao_status_t *st)
@@ -1337,14 +1330,7 @@ static int load_index(ao_log_t *log, ao_status_t *st)
     /* Indexed now, in one write: the reads of a start (recovery reads
      * every unfinished workflow) then find everything in the index. */
     ao_log_batch_t *b = ao_log_batch_new(log);
-    for (size_t i = 0; i < log->pending.n; i++) {
-        const wf_group_t *g = &log->pending.v[i];
-        put_entry(b, g->workflow_id, g->first, g->deltas, g->n_deltas);
-    }
-    unsigned char lastb[8];
-    be64(last, lastb);
-    rocksdb_writebatch_put_cf(b->wb, log->cf[CF_META], INDEXED_KEY, strlen(INDEXED_KEY),
-                              (const char *)lastb, 8);
+    put_entries(log, b, last);
     rocksdb_write(log->db, log->wopts, b->wb, &err);
     ao_log_batch_free(b);
     if (err) return rocks_error(st, log->dir, "writing the workflow index of", err);
