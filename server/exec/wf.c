@@ -8,9 +8,11 @@
 #include "pool.h"
 #include "util.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #define TS(x) AGENTOS__V1__TASK_STATUS__TASK_STATUS_##x
 #define WS(x) AGENTOS__V1__WORKFLOW_STATUS__WORKFLOW_STATUS_##x
@@ -186,10 +188,67 @@ uint8_t *ao_wf_pack(ao_wf_t *wf, size_t *len)
     return ao_wf_pack_with_tasks(wf, &wf->pb->base, "tasks", NULL, wf->pb->n_tasks, len);
 }
 
+/* ---- the task index ----------------------------------------------------- */
+
+/* Seeded once a process, so that no one can choose task ids that collide
+ * (a workflow of 10,000 such ids would cost the processor 50 million
+ * string comparisons). */
+static uint32_t index_seed;
+static pthread_once_t index_seed_once = PTHREAD_ONCE_INIT;
+
+static void make_index_seed(void)
+{
+    if (getrandom(&index_seed, sizeof index_seed, 0) != sizeof index_seed)
+        index_seed = (uint32_t)ao_mono_us();
+}
+
+/* FNV-1a, from a seeded offset basis. */
+static uint32_t id_hash(const char *id)
+{
+    pthread_once(&index_seed_once, make_index_seed);
+    uint32_t h = 2166136261u ^ index_seed;
+    for (const unsigned char *p = (const unsigned char *)id; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    return h;
+}
+
+/* The slot of id (hash h): its task's, or the empty one where it would go. */
+static struct ao_task_slot *index_slot(const ao_wf_t *wf, const char *id, uint32_t h)
+{
+    uint32_t mask = wf->index_cap - 1;
+    for (uint32_t k = h & mask;; k = (k + 1) & mask) {
+        struct ao_task_slot *s = &wf->index[k];
+        if (!s->task || (s->hash == h && !strcmp(wf->tasks[s->task - 1].st->spec->id, id)))
+            return s;
+    }
+}
+
+/* Room for n ids, at most half full. */
+static void index_reserve(ao_wf_t *wf, size_t n)
+{
+    size_t cap = 16;
+    while (cap < 2 * n)
+        cap *= 2;
+    if (cap <= wf->index_cap) return;
+    struct ao_task_slot *old = wf->index;
+    uint32_t old_cap = wf->index_cap;
+    wf->index = ao_xcalloc(cap, sizeof *wf->index);
+    wf->index_cap = (uint32_t)cap;
+    for (uint32_t k = 0; k < old_cap; k++) {
+        if (!old[k].task) continue;
+        uint32_t mask = wf->index_cap - 1, j = old[k].hash & mask;
+        while (wf->index[j].task)
+            j = (j + 1) & mask;
+        wf->index[j] = old[k];
+    }
+    free(old);
+}
+
 int32_t ao_wf_find(const ao_wf_t *wf, const char *task_id)
 {
-    json_t *v = json_object_get(wf->index, task_id);
-    return v ? (int32_t)json_integer_value(v) : -1;
+    if (!wf->index_cap) return -1;
+    const struct ao_task_slot *s = index_slot(wf, task_id, id_hash(task_id));
+    return s->task ? (int32_t)(s->task - 1) : -1;
 }
 
 /* ---- indexes ------------------------------------------------------------- */
@@ -214,8 +273,9 @@ static void free_index(ao_wf_t *wf)
     free(wf->tasks);
     wf->tasks = NULL;
     wf->cap_tasks = 0;
-    if (wf->index) json_decref(wf->index);
+    free(wf->index);
     wf->index = NULL;
+    wf->index_cap = wf->index_n = 0;
     wf->ready.n = wf->to_skip.n = wf->stage_done.n = 0;
 }
 
@@ -265,9 +325,13 @@ static int index_task(ao_wf_t *wf, uint32_t i, ao_status_t *st)
     if (!t->st->spec)
         return ao_status_set(st, AO_ECORRUPT, "workflow %s: task %u has no spec", wf->pb->id, i);
     const char *id = t->st->spec->id;
-    if (json_object_get(wf->index, id))
+    index_reserve(wf, (size_t)wf->index_n + 1);
+    uint32_t h = id_hash(id);
+    struct ao_task_slot *s = index_slot(wf, id, h);
+    if (s->task)
         return ao_status_set(st, AO_ECORRUPT, "workflow %s: task id %s twice", wf->pb->id, id);
-    json_object_set_new(wf->index, id, json_integer(i));
+    *s = (struct ao_task_slot){h, i + 1};
+    wf->index_n++;
     return 0;
 }
 
@@ -326,10 +390,10 @@ static int compute_settled(ao_wf_t *wf, uint32_t i, uint8_t *done, ao_idxlist_t 
 int ao_wf_rebuild(ao_wf_t *wf, ao_status_t *st)
 {
     free_index(wf);
-    wf->index = json_object();
     wf->n_terminal = wf->n_running = 0;
     size_t n = wf->pb->n_tasks;
     ensure_task_cap(wf, n);
+    index_reserve(wf, n);
     int rc;
     for (uint32_t i = 0; i < n; i++)
         if ((rc = index_task(wf, i, st))) return rc;

@@ -67,8 +67,14 @@ typedef struct ao_wf {
     Agentos__V1__Workflow *pb;
     ao_task_t *tasks;
     size_t cap_tasks;
-    /* task id -> index (jansson object as a string map) */
-    json_t *index;
+    /* task id -> index: open addressing with linear probing, at most half
+     * full. A slot holds the id's hash and the task's index + 1 (0: an
+     * empty slot); the ids are the tasks' own (tasks[i].st->spec->id). */
+    struct ao_task_slot {
+        uint32_t hash, task;
+    } * index;
+    uint32_t index_cap; /* slots: a power of two, or 0 */
+    uint32_t index_n;
     uint32_t n_terminal;
     uint32_t n_running;
     /* Work lists for the scheduler. */

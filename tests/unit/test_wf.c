@@ -557,6 +557,91 @@ static void test_tasks_packed_with_the_pool(void **state)
     ao_pool_destroy(pool);
 }
 
+/* The task index: 3,000 ids that differ only in their last characters,
+ * ids that are prefixes of others, tasks a plan adds past the index's
+ * first size, and a snapshot with an id twice. */
+static void test_task_index(void **state)
+{
+    (void)state;
+    enum { N = 3000 };
+    ao_sb_t sb = {0};
+    ao_sb_puts(&sb, "{\"tasks\":[{\"id\":\"plan\",\"kind\":\"TASK_KIND_PLANNER\",\"agent\":\"x\"}");
+    char id[64];
+    for (int i = 0; i < N; i++) {
+        snprintf(id, sizeof id, "a-long-common-prefix-of-task-ids-%d", i);
+        ao_sb_puts(&sb, ",{\"id\":\"");
+        ao_sb_puts(&sb, id);
+        ao_sb_puts(&sb, "\",\"agent\":\"x\"}");
+    }
+    ao_sb_puts(&sb, "]}");
+    char *json = ao_sb_take(&sb);
+    ao_wf_t *wf = make(json);
+    free(json);
+    assert_int_equal(ao_wf_find(wf, "plan"), 0);
+    for (int i = 0; i < N; i++) {
+        snprintf(id, sizeof id, "a-long-common-prefix-of-task-ids-%d", i);
+        assert_int_equal(ao_wf_find(wf, id), i + 1);
+        assert_string_equal(wf->tasks[i + 1].st->spec->id, id);
+    }
+    assert_int_equal(ao_wf_find(wf, "a-long-common-prefix-of-task-ids-"), -1);
+    assert_int_equal(ao_wf_find(wf, "a-long-common-prefix-of-task-ids-30000"), -1);
+    assert_int_equal(ao_wf_find(wf, ""), -1);
+    assert_int_equal(ao_wf_find(wf, "pla"), -1);
+
+    /* A plan of 40 subtasks into a workflow that had 2: the index grows
+     * while the tasks come in, and finds the old ones and the new. */
+    ao_wf_t *small =
+        make("{\"tasks\":[{\"id\":\"plan\",\"kind\":\"TASK_KIND_PLANNER\",\"agent\":\"x\"},"
+             "{\"id\":\"after\",\"agent\":\"x\",\"dependsOn\":[\"plan\"]}]}");
+    started(small, "plan");
+    enum { SUBS = 40 };
+    Agentos__V1__TaskSpec specs[SUBS];
+    Agentos__V1__TaskState states[SUBS], *ptrs[SUBS];
+    char ids[SUBS][16], *deps[SUBS];
+    for (int k = 0; k < SUBS; k++) {
+        snprintf(ids[k], sizeof ids[k], "plan/%d", k);
+        agentos__v1__task_spec__init(&specs[k]);
+        specs[k].id = ids[k];
+        specs[k].agent = "x";
+        if (k) { /* each after the one before */
+            deps[k] = ids[k - 1];
+            specs[k].depends_on = &deps[k];
+            specs[k].n_depends_on = 1;
+        }
+        agentos__v1__task_state__init(&states[k]);
+        states[k].spec = &specs[k];
+        states[k].depth = 1;
+        ptrs[k] = &states[k];
+    }
+    Agentos__V1__Event ev = AGENTOS__V1__EVENT__INIT;
+    Agentos__V1__PlanExpanded px = AGENTOS__V1__PLAN_EXPANDED__INIT;
+    px.tasks = ptrs;
+    px.n_tasks = SUBS;
+    ev.type = ET(PLAN_EXPANDED);
+    ev.task_id = "plan";
+    ev.payload_case = AGENTOS__V1__EVENT__PAYLOAD_PLAN_EXPANDED;
+    ev.plan_expanded = &px;
+    apply(small, &ev);
+    assert_int_equal(ao_wf_ntasks(small), 2 + SUBS);
+    assert_int_equal(ao_wf_find(small, "plan"), 0);
+    assert_int_equal(ao_wf_find(small, "after"), 1);
+    for (int k = 0; k < SUBS; k++) {
+        assert_int_equal(ao_wf_find(small, ids[k]), 2 + k);
+        if (k) assert_int_equal(small->tasks[2 + k].deps[0], 2 + k - 1);
+    }
+    ao_wf_free(small);
+
+    /* A snapshot that holds an id twice does not load, and says which. */
+    Agentos__V1__Workflow *copy = AO_PB_CLONE(Agentos__V1__Workflow, wf->pb);
+    ao_pb_set_str(&copy->tasks[N]->spec->id, "a-long-common-prefix-of-task-ids-17");
+    ao_wf_t *again;
+    ao_status_t st;
+    assert_int_equal(ao_wf_from_snapshot(copy, &again, &st), AO_ECORRUPT);
+    assert_null(again);
+    assert_non_null(strstr(st.msg, "task id a-long-common-prefix-of-task-ids-17 twice"));
+    ao_wf_free(wf);
+}
+
 static void test_corrupt_events_rejected(void **state)
 {
     (void)state;
@@ -589,6 +674,7 @@ int main(void)
         cmocka_unit_test(test_role_budget_halt_names_the_role),
         cmocka_unit_test(test_completed_result_taken_or_copied),
         cmocka_unit_test(test_tasks_packed_with_the_pool),
+        cmocka_unit_test(test_task_index),
         cmocka_unit_test(test_corrupt_events_rejected),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
