@@ -2756,7 +2756,7 @@ ao_submission_t *ao_engine_prepare(ao_engine_t *e, const Agentos__V1__WorkflowSp
     ao_pool_share_t *packing =
         ao_pool_share(e->pool, "", 1, 1, spec->n_tasks >= PACK_APART_MIN_TASKS, pack_payload, &pl);
     ao_status_t st;
-    if (ao_wf_new(spec, "", sub->request_id, &sub->wf, &st))
+    if (ao_wf_new(spec, "", sub->request_id, e->pool, &sub->wf, &st))
         ao_fatal("a validated workflow could not be built: %s", st.msg);
     ao_pool_join(packing);
     sub->payload = pl.out;

@@ -456,8 +456,20 @@ static Agentos__V1__TaskState *new_task_state(const Agentos__V1__TaskSpec *spec)
     return t;
 }
 
+typedef struct new_states {
+    const Agentos__V1__WorkflowSpec *spec;
+    Agentos__V1__TaskState **states;
+} new_states_t;
+
+static void new_states(void *ud, size_t begin, size_t end)
+{
+    new_states_t *r = ud;
+    for (size_t i = begin; i < end; i++)
+        r->states[i] = new_task_state(r->spec->tasks[i]);
+}
+
 int ao_wf_new(const Agentos__V1__WorkflowSpec *spec, const char *id, const char *request_id,
-              ao_wf_t **out, ao_status_t *st)
+              ao_pool_t *pool, ao_wf_t **out, ao_status_t *st)
 {
     Agentos__V1__Workflow *pb = ao_xmalloc(sizeof *pb);
     agentos__v1__workflow__init(pb);
@@ -471,7 +483,14 @@ int ao_wf_new(const Agentos__V1__WorkflowSpec *spec, const char *id, const char 
     pb->status = WS(RUNNING);
     pb->strategy = spec->strategy;
     pb->tasks = ao_xcalloc(spec->n_tasks ? spec->n_tasks : 1, sizeof *pb->tasks);
-    for (size_t i = 0; i < spec->n_tasks; i++) pb->tasks[pb->n_tasks++] = new_task_state(spec->tasks[i]);
+    /* Copying the specs is most of the work: the caller and the pool's
+     * threads share it out (a 1,000-task spec took 2.5 million
+     * instructions, the index after it 1.1 million). */
+    new_states_t r = {spec, pb->tasks};
+    unsigned helpers = pool && spec->n_tasks >= SHARE_MIN ? ao_pool_threads(pool) : 0;
+    if (helpers > SHARE_HELPERS_MAX) helpers = SHARE_HELPERS_MAX;
+    ao_pool_join(ao_pool_share(pool, "", spec->n_tasks, SHARE_CHUNK, helpers, new_states, &r));
+    pb->n_tasks = spec->n_tasks;
     return ao_wf_from_snapshot(pb, out, st);
 }
 
@@ -493,8 +512,8 @@ int ao_wf_create(const Agentos__V1__Event *ev, ao_wf_t **out, ao_status_t *st)
         !ev->workflow_submitted->spec)
         return ao_status_set(st, AO_EINVAL, "event %llu is not a WORKFLOW_SUBMITTED",
                              (unsigned long long)ev->seq);
-    int rc = ao_wf_new(ev->workflow_submitted->spec, ev->workflow_id, ev->workflow_submitted->request_id,
-                       out, st);
+    int rc = ao_wf_new(ev->workflow_submitted->spec, ev->workflow_id,
+                       ev->workflow_submitted->request_id, NULL, out, st);
     if (rc) return rc;
     ao_wf_bind(*out, ev);
     if (*(*out)->pb->request_id) {

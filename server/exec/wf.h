@@ -96,14 +96,17 @@ typedef struct ao_wf {
     uint32_t frozen_tasks;
 } ao_wf_t;
 
+struct ao_pool;
+
 /* Builds a workflow from its WORKFLOW_SUBMITTED event. AO_EINVAL if the
  * event is not one. The caller owns the result (ao_wf_free). */
 int ao_wf_create(const Agentos__V1__Event *submitted, ao_wf_t **out, ao_status_t *st);
 /* ao_wf_create in two steps, the first on any thread: the workflow of a
- * spec (copied; id may be "" until bound), then bound to its
+ * spec (copied, a large one with the help of pool's threads if pool is
+ * not NULL; id may be "" until bound), then bound to its
  * WORKFLOW_SUBMITTED event (id, tenant, times, sequence number). */
 int ao_wf_new(const Agentos__V1__WorkflowSpec *spec, const char *id, const char *request_id,
-              ao_wf_t **out, ao_status_t *st);
+              struct ao_pool *pool, ao_wf_t **out, ao_status_t *st);
 void ao_wf_bind(ao_wf_t *wf, const Agentos__V1__Event *submitted);
 /* Records the digest of the workflow's WORKFLOW_SUBMITTED payload (packed)
  * if it has a request_id: a later submission with that request_id must
@@ -135,7 +138,6 @@ const uint8_t *ao_wf_task_packed(ao_wf_t *wf, uint32_t i, size_t *len);
  * (or no pool): nothing; ao_wf_pack_with_tasks packs them inline. The
  * caller owns wf and changes nothing of it meanwhile; the jobs touch only
  * the tasks they claim. */
-struct ao_pool;
 void ao_wf_pack_tasks_shared(ao_wf_t *wf, const uint32_t *idx, size_t n, struct ao_pool *pool);
 
 /* m (a message that holds task states in its repeated field `field`)

@@ -557,6 +557,57 @@ static void test_tasks_packed_with_the_pool(void **state)
     ao_pool_destroy(pool);
 }
 
+/* A workflow built with the pool's threads copying its task specs is the
+ * one built without them: the same state, task for task, in order (and
+ * with every worker busy, the caller copies them all itself). */
+static void check_built_with(ao_pool_t *pool, const Agentos__V1__WorkflowSpec *spec)
+{
+    ao_wf_t *a, *b;
+    ao_status_t st;
+    assert_int_equal(ao_wf_new(spec, "wf-1", "", NULL, &a, &st), 0);
+    assert_int_equal(ao_wf_new(spec, "wf-1", "", pool, &b, &st), 0);
+    assert_int_equal(ao_wf_ntasks(b), spec->n_tasks);
+    size_t la, lb;
+    uint8_t *pa = ao_wf_pack(a, &la), *pb = ao_wf_pack(b, &lb);
+    assert_int_equal(la, lb);
+    assert_memory_equal(pa, pb, la);
+    for (size_t i = 0; i < spec->n_tasks; i++) {
+        assert_string_equal(b->tasks[i].st->spec->id, spec->tasks[i]->id);
+        assert_int_equal(ao_wf_find(b, spec->tasks[i]->id), (int32_t)i);
+    }
+    free(pa);
+    free(pb);
+    ao_wf_free(a);
+    ao_wf_free(b);
+}
+
+static void test_built_with_the_pool(void **state)
+{
+    (void)state;
+    ao_sb_t sb = {0};
+    ao_sb_puts(&sb, "{\"tasks\":[");
+    for (size_t i = 0; i < 1000; i++)
+        ao_sb_printf(&sb, "%s{\"id\":\"t%zu\",\"agent\":\"a\",\"input\":\"in %zu\"%s}",
+                     i ? "," : "", i, i, i ? ",\"dependsOn\":[\"t0\"]" : "");
+    ao_sb_puts(&sb, "]}");
+    char *json = ao_sb_take(&sb);
+    ProtobufCMessage *m;
+    ao_status_t st;
+    if (ao_pbjson_decode_text(&agentos__v1__workflow_spec__descriptor, json, strlen(json), &m, &st))
+        fail_msg("%s", st.msg);
+    free(json);
+    ao_pool_t *pool = ao_pool_create(2);
+    check_built_with(pool, (Agentos__V1__WorkflowSpec *)m);
+    ao_test_gate_t g = AO_TEST_GATE_INIT;
+    ao_pool_submit(pool, "busy", ao_test_gate_hold, &g);
+    ao_pool_submit(pool, "busy2", ao_test_gate_hold, &g);
+    assert_int_equal(ao_test_gate_wait_held(&g, 2), 0);
+    check_built_with(pool, (Agentos__V1__WorkflowSpec *)m);
+    ao_test_gate_open(&g);
+    ao_pool_destroy(pool);
+    protobuf_c_message_free_unpacked(m, NULL);
+}
+
 /* The task index: 3,000 ids that differ only in their last characters,
  * ids that are prefixes of others, tasks a plan adds past the index's
  * first size, and a snapshot with an id twice. */
@@ -674,6 +725,7 @@ int main(void)
         cmocka_unit_test(test_role_budget_halt_names_the_role),
         cmocka_unit_test(test_completed_result_taken_or_copied),
         cmocka_unit_test(test_tasks_packed_with_the_pool),
+        cmocka_unit_test(test_built_with_the_pool),
         cmocka_unit_test(test_task_index),
         cmocka_unit_test(test_corrupt_events_rejected),
     };
