@@ -10,6 +10,7 @@
 #include "pbjson.h"
 #include "pbutil.h"
 #include "pool.h"
+#include "result.h"
 #include "testgate.h"
 #include "util.h"
 #include "wf.h"
@@ -557,6 +558,36 @@ static void test_tasks_packed_with_the_pool(void **state)
     ao_pool_destroy(pool);
 }
 
+/* The result lists completed tasks in the order they finished, those that
+ * finished in the same millisecond in the workflow's order: when the
+ * tasks are in that order already, and when they are not. */
+static void check_completed_order(const int64_t *finished, const char *const *want)
+{
+    ao_wf_t *wf = make(acquisition);
+    for (size_t i = 0; i < 4; i++) {
+        wf->pb->tasks[i]->status = TS(SUCCEEDED);
+        wf->pb->tasks[i]->finished_unix_ms = finished[i];
+    }
+    Agentos__V1__WorkflowResult *r = ao_result_build(wf, WS(SUCCESS));
+    assert_int_equal(r->n_completed_tasks, 4);
+    for (size_t i = 0; i < 4; i++)
+        assert_string_equal(r->completed_tasks[i], want[i]);
+    ao_pb_free(r);
+    ao_wf_free(wf);
+}
+
+static void test_result_in_finishing_order(void **state)
+{
+    (void)state;
+    /* financial, legal, market, synthesis */
+    check_completed_order((int64_t[]){10, 20, 20, 30},
+                          (const char *const[]){"financial", "legal", "market", "synthesis"});
+    check_completed_order((int64_t[]){10, 30, 20, 40},
+                          (const char *const[]){"financial", "market", "legal", "synthesis"});
+    check_completed_order((int64_t[]){20, 20, 10, 20},
+                          (const char *const[]){"market", "financial", "legal", "synthesis"});
+}
+
 /* A workflow built with the pool's threads copying its task specs is the
  * one built without them: the same state, task for task, in order (and
  * with every worker busy, the caller copies them all itself). */
@@ -725,6 +756,7 @@ int main(void)
         cmocka_unit_test(test_role_budget_halt_names_the_role),
         cmocka_unit_test(test_completed_result_taken_or_copied),
         cmocka_unit_test(test_tasks_packed_with_the_pool),
+        cmocka_unit_test(test_result_in_finishing_order),
         cmocka_unit_test(test_built_with_the_pool),
         cmocka_unit_test(test_task_index),
         cmocka_unit_test(test_corrupt_events_rejected),
