@@ -131,6 +131,19 @@ static void failed(ao_wf_t *wf, const char *task)
     apply(wf, &ev);
 }
 
+static void expanded(ao_wf_t *wf, const char *planner, Agentos__V1__TaskState **tasks, size_t n)
+{
+    Agentos__V1__Event ev = AGENTOS__V1__EVENT__INIT;
+    Agentos__V1__PlanExpanded px = AGENTOS__V1__PLAN_EXPANDED__INIT;
+    px.tasks = tasks;
+    px.n_tasks = n;
+    ev.type = ET(PLAN_EXPANDED);
+    ev.task_id = (char *)planner;
+    ev.payload_case = AGENTOS__V1__EVENT__PAYLOAD_PLAN_EXPANDED;
+    ev.plan_expanded = &px;
+    apply(wf, &ev);
+}
+
 static int status(ao_wf_t *wf, const char *task)
 {
     int32_t i = ao_wf_find(wf, task);
@@ -219,8 +232,6 @@ static void test_plan_children_hold_dependents(void **state)
                        "{\"id\":\"synth\",\"kind\":\"TASK_KIND_SYNTHESIS\",\"dependsOn\":[\"plan\"]}]}");
     started(wf, "plan");
     /* The plan expands before the planner succeeds. */
-    Agentos__V1__Event ev = AGENTOS__V1__EVENT__INIT;
-    Agentos__V1__PlanExpanded px = AGENTOS__V1__PLAN_EXPANDED__INIT;
     Agentos__V1__TaskSpec s1 = AGENTOS__V1__TASK_SPEC__INIT, s2 = AGENTOS__V1__TASK_SPEC__INIT;
     Agentos__V1__TaskState t1 = AGENTOS__V1__TASK_STATE__INIT, t2 = AGENTOS__V1__TASK_STATE__INIT;
     char *dep[] = {"plan/a"};
@@ -235,14 +246,8 @@ static void test_plan_children_hold_dependents(void **state)
     t2.spec = &s2;
     t2.depth = 1;
     Agentos__V1__TaskState *ts[] = {&t1, &t2};
-    px.tasks = ts;
-    px.n_tasks = 2;
-    ev.type = ET(PLAN_EXPANDED);
-    ev.task_id = "plan";
-    ev.payload_case = AGENTOS__V1__EVENT__PAYLOAD_PLAN_EXPANDED;
-    ev.plan_expanded = &px;
     wf->ready.n = 0;
-    apply(wf, &ev);
+    expanded(wf, "plan", ts, 2);
     assert_int_equal(ao_wf_ntasks(wf), 4);
     assert_true(in_list(&wf->ready, wf, "plan/a"));
     assert_false(in_list(&wf->ready, wf, "plan/b"));
@@ -280,21 +285,13 @@ static void test_snapshot_with_unsettled_children(void **state)
     ao_wf_t *wf = make("{\"tasks\":[{\"id\":\"p\",\"kind\":\"TASK_KIND_PLANNER\",\"agent\":\"x\"},"
                        "{\"id\":\"after\",\"agent\":\"x\",\"dependsOn\":[\"p\"]}]}");
     started(wf, "p");
-    Agentos__V1__Event ev = AGENTOS__V1__EVENT__INIT;
-    Agentos__V1__PlanExpanded px = AGENTOS__V1__PLAN_EXPANDED__INIT;
     Agentos__V1__TaskSpec s1 = AGENTOS__V1__TASK_SPEC__INIT;
     Agentos__V1__TaskState t1 = AGENTOS__V1__TASK_STATE__INIT;
     s1.id = "p/a";
     s1.agent = "x";
     t1.spec = &s1;
     Agentos__V1__TaskState *ts[] = {&t1};
-    px.tasks = ts;
-    px.n_tasks = 1;
-    ev.type = ET(PLAN_EXPANDED);
-    ev.task_id = "p";
-    ev.payload_case = AGENTOS__V1__EVENT__PAYLOAD_PLAN_EXPANDED;
-    ev.plan_expanded = &px;
-    apply(wf, &ev);
+    expanded(wf, "p", ts, 1);
     succeeded(wf, "p", 0, 0);
     /* p succeeded but its child runs: "after" must still wait, also after a
      * snapshot (recovery). */
@@ -695,15 +692,7 @@ static void test_task_index(void **state)
         states[k].depth = 1;
         ptrs[k] = &states[k];
     }
-    Agentos__V1__Event ev = AGENTOS__V1__EVENT__INIT;
-    Agentos__V1__PlanExpanded px = AGENTOS__V1__PLAN_EXPANDED__INIT;
-    px.tasks = ptrs;
-    px.n_tasks = SUBS;
-    ev.type = ET(PLAN_EXPANDED);
-    ev.task_id = "plan";
-    ev.payload_case = AGENTOS__V1__EVENT__PAYLOAD_PLAN_EXPANDED;
-    ev.plan_expanded = &px;
-    apply(small, &ev);
+    expanded(small, "plan", ptrs, SUBS);
     assert_int_equal(ao_wf_ntasks(small), 2 + SUBS);
     assert_int_equal(ao_wf_find(small, "plan"), 0);
     assert_int_equal(ao_wf_find(small, "after"), 1);
