@@ -2295,17 +2295,13 @@ struct ao_backends *ao_engine_backends(ao_engine_t *e)
  * sorts by time; a new workflow goes last). */
 static void order_insert(ao_wf_t ***v, size_t *n, size_t *cap, ao_wf_t *wf)
 {
-    if (*n == *cap) {
-        *cap = *cap ? *cap * 2 : 64;
-        *v = ao_xrealloc(*v, *cap * sizeof **v);
-    }
-    size_t k = *n;
+    push_wf(v, n, cap, wf);
+    size_t k = *n - 1;
     while (k > 0 && (*v)[k - 1]->pb->created_unix_ms > wf->pb->created_unix_ms) {
         (*v)[k] = (*v)[k - 1];
         k--;
     }
     (*v)[k] = wf;
-    (*n)++;
 }
 
 /* Where wf is in v (creation order), in O(log n); n if it is not there. */

@@ -124,6 +124,14 @@ const uint8_t *ao_wf_task_packed(ao_wf_t *wf, uint32_t i, size_t *len)
 
 enum { SHARE_CHUNK = 32, SHARE_MIN = 128, SHARE_HELPERS_MAX = 4 };
 
+/* The pool jobs that help with n items: none for few (or no pool). */
+static unsigned share_helpers(ao_pool_t *pool, size_t n)
+{
+    if (!pool || n < SHARE_MIN) return 0;
+    unsigned helpers = ao_pool_threads(pool);
+    return helpers < SHARE_HELPERS_MAX ? helpers : SHARE_HELPERS_MAX;
+}
+
 typedef struct pack_range {
     ao_wf_t *wf;
     const uint32_t *idx; /* the tasks not yet packed */
@@ -145,10 +153,9 @@ void ao_wf_pack_tasks_shared(ao_wf_t *wf, const uint32_t *idx, size_t n, ao_pool
         if (!wf->tasks[i].packed) unpacked[m++] = i;
     }
     if (m >= SHARE_MIN) {
-        unsigned helpers = ao_pool_threads(pool);
-        if (helpers > SHARE_HELPERS_MAX) helpers = SHARE_HELPERS_MAX;
         pack_range_t r = {wf, unpacked};
-        ao_pool_join(ao_pool_share(pool, wf->pb->id, m, SHARE_CHUNK, helpers, pack_range, &r));
+        ao_pool_join(ao_pool_share(pool, wf->pb->id, m, SHARE_CHUNK, share_helpers(pool, m),
+                                   pack_range, &r));
     }
     free(unpacked);
 }
@@ -202,10 +209,10 @@ static void make_index_seed(void)
         index_seed = (uint32_t)ao_mono_us();
 }
 
-/* FNV-1a, from a seeded offset basis. */
+/* FNV-1a, from a seeded offset basis (seeded before the first table is
+ * made: every id hashed goes into or is looked up in one). */
 static uint32_t id_hash(const char *id)
 {
-    pthread_once(&index_seed_once, make_index_seed);
     uint32_t h = 2166136261u ^ index_seed;
     for (const unsigned char *p = (const unsigned char *)id; *p; p++)
         h = (h ^ *p) * 16777619u;
@@ -230,6 +237,7 @@ static void index_reserve(ao_wf_t *wf, size_t n)
     while (cap < 2 * n)
         cap *= 2;
     if (cap <= wf->index_cap) return;
+    pthread_once(&index_seed_once, make_index_seed);
     struct ao_task_slot *old = wf->index;
     uint32_t old_cap = wf->index_cap;
     wf->index = ao_xcalloc(cap, sizeof *wf->index);
@@ -487,9 +495,8 @@ int ao_wf_new(const Agentos__V1__WorkflowSpec *spec, const char *id, const char 
      * threads share it out (a 1,000-task spec took 2.5 million
      * instructions, the index after it 1.1 million). */
     new_states_t r = {spec, pb->tasks};
-    unsigned helpers = pool && spec->n_tasks >= SHARE_MIN ? ao_pool_threads(pool) : 0;
-    if (helpers > SHARE_HELPERS_MAX) helpers = SHARE_HELPERS_MAX;
-    ao_pool_join(ao_pool_share(pool, "", spec->n_tasks, SHARE_CHUNK, helpers, new_states, &r));
+    ao_pool_join(ao_pool_share(pool, "", spec->n_tasks, SHARE_CHUNK,
+                               share_helpers(pool, spec->n_tasks), new_states, &r));
     pb->n_tasks = spec->n_tasks;
     return ao_wf_from_snapshot(pb, out, st);
 }

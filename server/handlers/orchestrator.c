@@ -97,16 +97,21 @@ static int find(op_t *op, const char *id)
     return 0;
 }
 
+/* Whether op->wf, found in an earlier turn (it may have been frozen
+ * since), is whole; else the call fails. */
+static int still_whole(op_t *op)
+{
+    ao_status_t st;
+    if (!ao_engine_whole(op->h->engine, op->wf, &st)) return 1;
+    op_fail(op, &st);
+    return 0;
+}
+
 /* ---- Orchestrate and ResumeWorkflow ------------------------------------------ */
 
 static void reply_orchestrate(op_t *op)
 {
-    ao_status_t st;
-    /* Found in an earlier turn: it may have been frozen since. */
-    if (ao_engine_whole(op->h->engine, op->wf, &st)) {
-        op_fail(op, &st);
-        return;
-    }
+    if (!still_whole(op)) return;
     Agentos__V1__OrchestrateResponse r = AGENTOS__V1__ORCHESTRATE_RESPONSE__INIT;
     r.workflow_id = op->wf->pb->id;
     r.status = op->wf->pb->status;
@@ -303,12 +308,7 @@ static void reply_state(ao_proc_t *p, void *ud)
 {
     (void)p;
     op_t *op = ud;
-    ao_status_t st;
-    /* Found in an earlier turn: it may have been frozen since. */
-    if (ao_engine_whole(op->h->engine, op->wf, &st)) {
-        op_fail(op, &st);
-        return;
-    }
+    if (!still_whole(op)) return;
     ao_rpc_reply(op->call, &op->wf->pb->base);
 }
 
