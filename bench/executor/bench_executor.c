@@ -72,7 +72,8 @@ static void rig_open(rig_t *r, const char *base, const char *name, int sync, uns
     snprintf(r->dir, sizeof r->dir, "%s/%s", base, name);
     rm_rf(r->dir);
     char *cfg = ao_xasprintf(
-        "{\"agents\":[{\"name\":\"noop\",\"kind\":\"BACKEND_KIND_BUILTIN\",\"maxConcurrency\":20000,"
+        "{\"agents\":[{\"name\":\"noop\",\"kind\":\"BACKEND_KIND_BUILTIN\",\"maxConcurrency\":"
+        "20000,"
         "\"builtin\":{\"latencyMs\":%u}},{\"name\":\"sleepy\",\"kind\":\"BACKEND_KIND_BUILTIN\","
         "\"maxConcurrency\":20000}],\"storage\":{\"durability\":\"%s\"}}",
         latency_ms, sync ? "DURABILITY_SYNC" : "DURABILITY_ASYNC");
@@ -147,7 +148,8 @@ static double run_workflow(rig_t *r, Agentos__V1__WorkflowSpec *spec, double *pr
     run.t_prepared = ao_mono_us();
     ao_proc_post(ao_engine_proc(r->s.engine), submit_work, NULL, &run);
     pthread_mutex_lock(&run.lock);
-    while (!run.done) pthread_cond_wait(&run.cond, &run.lock);
+    while (!run.done)
+        pthread_cond_wait(&run.cond, &run.lock);
     pthread_mutex_unlock(&run.lock);
     if (run.status != AGENTOS__V1__WORKFLOW_STATUS__WORKFLOW_STATUS_SUCCESS)
         ao_fatal("benchmark workflow ended with status %d", run.status);
@@ -206,8 +208,10 @@ static double write_floor_us(const char *base, int sync, int n)
     int64_t t0 = ao_mono_us();
     for (int i = 0; i < n; i++) {
         ao_log_batch_clear(b);
-        ao_log_batch_put_event(b, ao_log_last_seq(log) + 1, "wf-000000000000-00000000", data, sizeof data);
-        ao_log_batch_put_event(b, ao_log_last_seq(log) + 2, "wf-000000000000-00000000", data, sizeof data);
+        ao_log_batch_put_event(b, ao_log_last_seq(log) + 1, "wf-000000000000-00000000", data,
+                               sizeof data);
+        ao_log_batch_put_event(b, ao_log_last_seq(log) + 2, "wf-000000000000-00000000", data,
+                               sizeof data);
         if (ao_log_write(log, b, &st)) ao_fatal("%s", st.msg);
     }
     double us = (double)(ao_mono_us() - t0) / n;
@@ -284,9 +288,12 @@ int main(int argc, char **argv)
     const char *base = "/tmp/agentos-bench-executor";
     const char *only = NULL;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--quick")) quick = 1;
-        else if (!strcmp(argv[i], "--dir") && i + 1 < argc) base = argv[++i];
-        else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
+        if (!strcmp(argv[i], "--quick"))
+            quick = 1;
+        else if (!strcmp(argv[i], "--dir") && i + 1 < argc)
+            base = argv[++i];
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc)
+            only = argv[++i];
         else {
             fprintf(stderr, "usage: bench_executor [--quick] [--dir DIR] [--only "
                             "fanout|chain|chain-async|makespan|inflight]\n");
@@ -303,102 +310,109 @@ int main(int argc, char **argv)
 
     /* 1. Fan-out overhead. */
     if (PART("fanout")) {
-    printf("%-34s %12s %12s %10s\n", "fan-out (durable, WAL synced)", "tasks", "total ms", "us/task");
-    size_t sizes[] = {1000, 10000};
-    double fan_us[2] = {0, 0};
-    /* This machine's times drift by a fifth from run to run: the figure is
-     * the median of 5 rounds, each on a fresh log. */
-    enum { FAN_ROUNDS = 5 };
-    int fan_rounds = quick ? 1 : FAN_ROUNDS;
-    for (int k = 0; k < 2; k++) {
-        size_t n = quick ? sizes[k] / 10 : sizes[k];
-        Agentos__V1__WorkflowSpec *s = spec_new(n);
-        double us[FAN_ROUNDS], cpu[CPU_ROLES][FAN_ROUNDS];
-        for (int round = 0; round < fan_rounds; round++) {
-            rig_open(&r, base, "fanout", 1, 0);
-            double c0[CPU_ROLES], c1[CPU_ROLES];
-            thread_cpu_ms(c0);
-            us[round] = run_workflow(&r, s, NULL);
-            thread_cpu_ms(c1);
-            for (int role = 0; role < CPU_ROLES; role++) cpu[role][round] = c1[role] - c0[role];
-            rig_close(&r);
+        printf("%-34s %12s %12s %10s\n", "fan-out (durable, WAL synced)", "tasks", "total ms",
+               "us/task");
+        size_t sizes[] = {1000, 10000};
+        double fan_us[2] = {0, 0};
+        /* This machine's times drift by a fifth from run to run: the figure is
+         * the median of 5 rounds, each on a fresh log. */
+        enum { FAN_ROUNDS = 5 };
+        int fan_rounds = quick ? 1 : FAN_ROUNDS;
+        for (int k = 0; k < 2; k++) {
+            size_t n = quick ? sizes[k] / 10 : sizes[k];
+            Agentos__V1__WorkflowSpec *s = spec_new(n);
+            double us[FAN_ROUNDS], cpu[CPU_ROLES][FAN_ROUNDS];
+            for (int round = 0; round < fan_rounds; round++) {
+                rig_open(&r, base, "fanout", 1, 0);
+                double c0[CPU_ROLES], c1[CPU_ROLES];
+                thread_cpu_ms(c0);
+                us[round] = run_workflow(&r, s, NULL);
+                thread_cpu_ms(c1);
+                for (int role = 0; role < CPU_ROLES; role++)
+                    cpu[role][round] = c1[role] - c0[role];
+                rig_close(&r);
+            }
+            double mid = median(us, fan_rounds);
+            fan_us[k] = mid / (double)n;
+            printf("%-34s %12zu %12.1f %10.2f\n", "fan-out", n, mid / 1000, fan_us[k]);
+            printf("  CPU a task: event processor %.2f us, log writer %.2f, pool workers %.2f\n",
+                   median(cpu[CPU_PROC], fan_rounds) * 1000 / (double)n,
+                   median(cpu[CPU_WRITER], fan_rounds) * 1000 / (double)n,
+                   median(cpu[CPU_WORKERS], fan_rounds) * 1000 / (double)n);
+            protobuf_c_message_free_unpacked(&s->base, NULL);
         }
-        double mid = median(us, fan_rounds);
-        fan_us[k] = mid / (double)n;
-        printf("%-34s %12zu %12.1f %10.2f\n", "fan-out", n, mid / 1000, fan_us[k]);
-        printf("  CPU a task: event processor %.2f us, log writer %.2f, pool workers %.2f\n",
-               median(cpu[CPU_PROC], fan_rounds) * 1000 / (double)n,
-               median(cpu[CPU_WRITER], fan_rounds) * 1000 / (double)n,
-               median(cpu[CPU_WORKERS], fan_rounds) * 1000 / (double)n);
-        protobuf_c_message_free_unpacked(&s->base, NULL);
-    }
-    if (fan_rounds > 1) printf("  (medians of %d rounds)\n", fan_rounds);
-    /* This machine's speed changes from minute to minute: the unsynced
-     * write floor, taken right after, tells how fast it was. */
-    printf("  unsynced write floor right after: %.1f us (how fast the machine was; see the chain part)\n",
-           write_floor_us(base, 0, quick ? 500 : 2000));
-    printf("  target <= 10 us/task on the fan-out of 1,000: %s (LangGraph.js ~600, Dask ~31 on this machine)\n\n",
-           fan_us[0] <= 10 ? "met" : "NOT met");
+        if (fan_rounds > 1) printf("  (medians of %d rounds)\n", fan_rounds);
+        /* This machine's speed changes from minute to minute: the unsynced
+         * write floor, taken right after, tells how fast it was. */
+        printf("  unsynced write floor right after: %.1f us (how fast the machine was; see the "
+               "chain part)\n",
+               write_floor_us(base, 0, quick ? 500 : 2000));
+        printf("  target <= 10 us/task on the fan-out of 1,000: %s (LangGraph.js ~600, Dask ~31 on "
+               "this machine)\n\n",
+               fan_us[0] <= 10 ? "met" : "NOT met");
     }
 
     /* 2. Chains. */
     Agentos__V1__WorkflowSpec *s;
     if (PART("chain")) {
-    size_t chain = quick ? 100 : 1000;
-    /* fsync times drift with the disk: each round measures the floor right
-     * before its chain, and the figures are the rounds' medians. */
-    enum { ROUNDS = 5 };
-    double floors[ROUNDS], syncs[ROUNDS], logs[ROUNDS], ratios[ROUNDS];
-    s = spec_new(chain);
-    for (size_t i = 1; i < chain; i++) depend(s->tasks[i], s->tasks[i - 1]->id);
-    int rounds = quick ? 1 : ROUNDS;
-    int sync_rounds = only && !strcmp(only, "chain-async") ? 0 : rounds;
-    for (int k = 0; k < sync_rounds; k++) {
-        floors[k] = write_floor_us(base, 1, quick ? 50 : 200);
-        rig_open(&r, base, "chain-sync", 1, 0);
-        uint64_t c0 = atomic_load(&ao_metrics.commit_micros);
-        syncs[k] = run_workflow(&r, s, NULL) / (double)chain;
-        logs[k] = (double)(atomic_load(&ao_metrics.commit_micros) - c0) / (double)chain;
-        ratios[k] = syncs[k] / floors[k];
-        rig_close(&r);
-    }
-    double afloors[ROUNDS], asyncs[ROUNDS], apreps[ROUNDS], alogs[ROUNDS], acpu[CPU_ROLES][ROUNDS];
-    for (int k = 0; k < rounds; k++) {
-        afloors[k] = write_floor_us(base, 0, quick ? 500 : 2000);
-        rig_open(&r, base, "chain-async", 0, 0);
-        uint64_t c0 = atomic_load(&ao_metrics.commit_micros);
-        double t0[CPU_ROLES], t1[CPU_ROLES];
-        thread_cpu_ms(t0);
-        atomic_store(&counted, 1);
-        asyncs[k] = run_workflow(&r, s, &apreps[k]) / (double)chain;
-        apreps[k] /= (double)chain;
-        atomic_store(&counted, 0);
-        thread_cpu_ms(t1);
-        for (int role = 0; role < CPU_ROLES; role++)
-            acpu[role][k] = (t1[role] - t0[role]) * 1000 / (double)chain;
-        alogs[k] = (double)(atomic_load(&ao_metrics.commit_micros) - c0) / (double)chain;
-        rig_close(&r);
-    }
-    double afloor_us = median(afloors, rounds), async_us = median(asyncs, rounds);
-    double async_log = median(alogs, rounds);
-    protobuf_c_message_free_unpacked(&s->base, NULL);
-    printf("%-34s %12s %12s\n", "chain of tasks", "us/step", "log writes");
-    if (sync_rounds) {
-        double floor_us = median(floors, rounds), sync_us = median(syncs, rounds);
-        double sync_log = median(logs, rounds), sync_ratio = median(ratios, rounds);
-        printf("%-34s %12.1f\n", "fsync floor (one synced write)", floor_us);
-        printf("%-34s %12.1f %12.1f   ratio to the fsync floor %.2fx (target <= 1.3x): %s\n",
-               "chain, WAL synced", sync_us, sync_log, sync_ratio,
-               sync_ratio <= 1.3 ? "met" : "NOT met");
-        if (rounds > 1) printf("  (medians of %d rounds, each with its own floor)\n", rounds);
-    }
-    printf("%-34s %12.1f\n", "write floor (one unsynced write)", afloor_us);
-    printf("%-34s %12.1f %12.1f   (target <= 10 us): %s\n", "chain, durability async", async_us,
-           async_log, async_us <= 10 ? "met" : "NOT met");
-    printf("  CPU a step: event processor %.2f us, log writer %.2f, pool workers %.2f; the spec's\n"
-           "  preparation before the first task (on the submitting thread) %.2f us a step\n\n",
-           median(acpu[CPU_PROC], rounds), median(acpu[CPU_WRITER], rounds),
-           median(acpu[CPU_WORKERS], rounds), median(apreps, rounds));
+        size_t chain = quick ? 100 : 1000;
+        /* fsync times drift with the disk: each round measures the floor right
+         * before its chain, and the figures are the rounds' medians. */
+        enum { ROUNDS = 5 };
+        double floors[ROUNDS], syncs[ROUNDS], logs[ROUNDS], ratios[ROUNDS];
+        s = spec_new(chain);
+        for (size_t i = 1; i < chain; i++)
+            depend(s->tasks[i], s->tasks[i - 1]->id);
+        int rounds = quick ? 1 : ROUNDS;
+        int sync_rounds = only && !strcmp(only, "chain-async") ? 0 : rounds;
+        for (int k = 0; k < sync_rounds; k++) {
+            floors[k] = write_floor_us(base, 1, quick ? 50 : 200);
+            rig_open(&r, base, "chain-sync", 1, 0);
+            uint64_t c0 = atomic_load(&ao_metrics.commit_micros);
+            syncs[k] = run_workflow(&r, s, NULL) / (double)chain;
+            logs[k] = (double)(atomic_load(&ao_metrics.commit_micros) - c0) / (double)chain;
+            ratios[k] = syncs[k] / floors[k];
+            rig_close(&r);
+        }
+        double afloors[ROUNDS], asyncs[ROUNDS], apreps[ROUNDS], alogs[ROUNDS],
+            acpu[CPU_ROLES][ROUNDS];
+        for (int k = 0; k < rounds; k++) {
+            afloors[k] = write_floor_us(base, 0, quick ? 500 : 2000);
+            rig_open(&r, base, "chain-async", 0, 0);
+            uint64_t c0 = atomic_load(&ao_metrics.commit_micros);
+            double t0[CPU_ROLES], t1[CPU_ROLES];
+            thread_cpu_ms(t0);
+            atomic_store(&counted, 1);
+            asyncs[k] = run_workflow(&r, s, &apreps[k]) / (double)chain;
+            apreps[k] /= (double)chain;
+            atomic_store(&counted, 0);
+            thread_cpu_ms(t1);
+            for (int role = 0; role < CPU_ROLES; role++)
+                acpu[role][k] = (t1[role] - t0[role]) * 1000 / (double)chain;
+            alogs[k] = (double)(atomic_load(&ao_metrics.commit_micros) - c0) / (double)chain;
+            rig_close(&r);
+        }
+        double afloor_us = median(afloors, rounds), async_us = median(asyncs, rounds);
+        double async_log = median(alogs, rounds);
+        protobuf_c_message_free_unpacked(&s->base, NULL);
+        printf("%-34s %12s %12s\n", "chain of tasks", "us/step", "log writes");
+        if (sync_rounds) {
+            double floor_us = median(floors, rounds), sync_us = median(syncs, rounds);
+            double sync_log = median(logs, rounds), sync_ratio = median(ratios, rounds);
+            printf("%-34s %12.1f\n", "fsync floor (one synced write)", floor_us);
+            printf("%-34s %12.1f %12.1f   ratio to the fsync floor %.2fx (target <= 1.3x): %s\n",
+                   "chain, WAL synced", sync_us, sync_log, sync_ratio,
+                   sync_ratio <= 1.3 ? "met" : "NOT met");
+            if (rounds > 1) printf("  (medians of %d rounds, each with its own floor)\n", rounds);
+        }
+        printf("%-34s %12.1f\n", "write floor (one unsynced write)", afloor_us);
+        printf("%-34s %12.1f %12.1f   (target <= 10 us): %s\n", "chain, durability async", async_us,
+               async_log, async_us <= 10 ? "met" : "NOT met");
+        printf("  CPU a step: event processor %.2f us, log writer %.2f, pool workers %.2f; the "
+               "spec's\n"
+               "  preparation before the first task (on the submitting thread) %.2f us a step\n\n",
+               median(acpu[CPU_PROC], rounds), median(acpu[CPU_WRITER], rounds),
+               median(acpu[CPU_WORKERS], rounds), median(apreps, rounds));
     }
 
     /* 3. Makespan over the ideal critical path: the scheduler (no level
@@ -406,92 +420,98 @@ int main(int argc, char **argv)
      * where each step on the critical path also waits for one fsync (the
      * floor of section 2). */
     if (PART("makespan")) {
-    double ms[2][2];
-    for (int sync = 0; sync < 2; sync++) {
-        rig_open(&r, base, "makespan", sync, 0);
-        /* Diamond: A -> B, A -> C -> D, {B, D} -> E; B 100 ms, C and D 50 ms. */
-        s = spec_new(5);
-        const char *ids[] = {"A", "B", "C", "D", "E"};
-        for (int i = 0; i < 5; i++) {
-            free(s->tasks[i]->id);
-            s->tasks[i]->id = ao_xstrdup(ids[i]);
-        }
-        depend(s->tasks[1], "A");
-        depend(s->tasks[2], "A");
-        depend(s->tasks[3], "C");
-        depend(s->tasks[4], "B");
-        depend(s->tasks[4], "D");
-        latency(s->tasks[1], 100);
-        latency(s->tasks[2], 50);
-        latency(s->tasks[3], 50);
-        ms[sync][0] = run_workflow(&r, s, NULL) / 1000.0;
-        protobuf_c_message_free_unpacked(&s->base, NULL);
-        /* Four 4-step chains; chain j's step j takes 100 ms, the rest 10 ms. */
-        s = spec_new(16);
-        for (int j = 0; j < 4; j++)
-            for (int st = 0; st < 4; st++) {
-                Agentos__V1__TaskSpec *t = s->tasks[j * 4 + st];
-                free(t->id);
-                t->id = ao_xasprintf("c%d_%d", j, st);
-                if (st) depend(t, s->tasks[j * 4 + st - 1]->id);
-                latency(t, st == j ? 100 : 10);
+        double ms[2][2];
+        for (int sync = 0; sync < 2; sync++) {
+            rig_open(&r, base, "makespan", sync, 0);
+            /* Diamond: A -> B, A -> C -> D, {B, D} -> E; B 100 ms, C and D 50 ms. */
+            s = spec_new(5);
+            const char *ids[] = {"A", "B", "C", "D", "E"};
+            for (int i = 0; i < 5; i++) {
+                free(s->tasks[i]->id);
+                s->tasks[i]->id = ao_xstrdup(ids[i]);
             }
-        ms[sync][1] = run_workflow(&r, s, NULL) / 1000.0;
-        protobuf_c_message_free_unpacked(&s->base, NULL);
-        rig_close(&r);
-    }
-    printf("%-34s %10s %10s %8s\n", "makespan (sleeping agents)", "ideal ms", "actual ms", "ratio");
-    printf("%-34s %10.1f %10.1f %7.3fx (LangGraph.js 1.56x)\n", "diamond, durability async", 100.0,
-           ms[0][0], ms[0][0] / 100.0);
-    printf("%-34s %10.1f %10.1f %7.3fx (LangGraph.js 3.19x)\n", "four 4-step chains, async", 130.0,
-           ms[0][1], ms[0][1] / 130.0);
-    printf("%-34s %10.1f %10.1f %7.3fx\n", "diamond, WAL synced", 100.0, ms[1][0], ms[1][0] / 100.0);
-    printf("%-34s %10.1f %10.1f %7.3fx\n", "four 4-step chains, WAL synced", 130.0, ms[1][1],
-           ms[1][1] / 130.0);
-    int met = ms[0][0] / 100.0 <= 1.02 && ms[0][1] / 130.0 <= 1.02;
-    printf("  target <= 1.02x (the scheduler, durability async): %s; WAL synced adds an fsync to\n"
-           "  each step of the critical path (LangGraph.js writes nothing)\n\n",
-           met ? "met" : "NOT met");
+            depend(s->tasks[1], "A");
+            depend(s->tasks[2], "A");
+            depend(s->tasks[3], "C");
+            depend(s->tasks[4], "B");
+            depend(s->tasks[4], "D");
+            latency(s->tasks[1], 100);
+            latency(s->tasks[2], 50);
+            latency(s->tasks[3], 50);
+            ms[sync][0] = run_workflow(&r, s, NULL) / 1000.0;
+            protobuf_c_message_free_unpacked(&s->base, NULL);
+            /* Four 4-step chains; chain j's step j takes 100 ms, the rest 10 ms. */
+            s = spec_new(16);
+            for (int j = 0; j < 4; j++)
+                for (int st = 0; st < 4; st++) {
+                    Agentos__V1__TaskSpec *t = s->tasks[j * 4 + st];
+                    free(t->id);
+                    t->id = ao_xasprintf("c%d_%d", j, st);
+                    if (st) depend(t, s->tasks[j * 4 + st - 1]->id);
+                    latency(t, st == j ? 100 : 10);
+                }
+            ms[sync][1] = run_workflow(&r, s, NULL) / 1000.0;
+            protobuf_c_message_free_unpacked(&s->base, NULL);
+            rig_close(&r);
+        }
+        printf("%-34s %10s %10s %8s\n", "makespan (sleeping agents)", "ideal ms", "actual ms",
+               "ratio");
+        printf("%-34s %10.1f %10.1f %7.3fx (LangGraph.js 1.56x)\n", "diamond, durability async",
+               100.0, ms[0][0], ms[0][0] / 100.0);
+        printf("%-34s %10.1f %10.1f %7.3fx (LangGraph.js 3.19x)\n", "four 4-step chains, async",
+               130.0, ms[0][1], ms[0][1] / 130.0);
+        printf("%-34s %10.1f %10.1f %7.3fx\n", "diamond, WAL synced", 100.0, ms[1][0],
+               ms[1][0] / 100.0);
+        printf("%-34s %10.1f %10.1f %7.3fx\n", "four 4-step chains, WAL synced", 130.0, ms[1][1],
+               ms[1][1] / 130.0);
+        int met = ms[0][0] / 100.0 <= 1.02 && ms[0][1] / 130.0 <= 1.02;
+        printf(
+            "  target <= 1.02x (the scheduler, durability async): %s; WAL synced adds an fsync to\n"
+            "  each step of the critical path (LangGraph.js writes nothing)\n\n",
+            met ? "met" : "NOT met");
     }
 
     /* 4. 10,000 agent calls in flight (1 s each). */
     if (PART("inflight")) {
-    size_t inflight = quick ? 1000 : 10000;
-    rig_open(&r, base, "inflight", 0, 1000);
-    long th0, rss0;
-    resources(&th0, &rss0);
-    s = spec_new(inflight);
-    run_t run = {&r, s, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, 0, NULL};
-    run.t_submit = ao_mono_us();
-    run.sub = ao_engine_prepare(r.s.engine, s, "");
-    ao_proc_post(ao_engine_proc(r.s.engine), submit_work, NULL, &run);
-    /* Sample while the calls are in flight. */
-    long th_max = 0, rss_max = 0;
-    unsigned seen_inflight = 0;
-    for (int i = 0; i < 400; i++) {
-        long th, rss;
-        resources(&th, &rss);
-        if (th > th_max) th_max = th;
-        if (rss > rss_max) rss_max = rss;
-        unsigned f = ao_backends_in_flight(r.s.backends);
-        if (f > seen_inflight) seen_inflight = f;
+        size_t inflight = quick ? 1000 : 10000;
+        rig_open(&r, base, "inflight", 0, 1000);
+        long th0, rss0;
+        resources(&th0, &rss0);
+        s = spec_new(inflight);
+        run_t run = {&r, s,   PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0,
+                     0,  NULL};
+        run.t_submit = ao_mono_us();
+        run.sub = ao_engine_prepare(r.s.engine, s, "");
+        ao_proc_post(ao_engine_proc(r.s.engine), submit_work, NULL, &run);
+        /* Sample while the calls are in flight. */
+        long th_max = 0, rss_max = 0;
+        unsigned seen_inflight = 0;
+        for (int i = 0; i < 400; i++) {
+            long th, rss;
+            resources(&th, &rss);
+            if (th > th_max) th_max = th;
+            if (rss > rss_max) rss_max = rss;
+            unsigned f = ao_backends_in_flight(r.s.backends);
+            if (f > seen_inflight) seen_inflight = f;
+            pthread_mutex_lock(&run.lock);
+            int done = run.done;
+            pthread_mutex_unlock(&run.lock);
+            if (done) break;
+            usleep(5000); /* sampling interval of a measurement, not a test wait */
+        }
         pthread_mutex_lock(&run.lock);
-        int done = run.done;
+        while (!run.done)
+            pthread_cond_wait(&run.cond, &run.lock);
         pthread_mutex_unlock(&run.lock);
-        if (done) break;
-        usleep(5000); /* sampling interval of a measurement, not a test wait */
-    }
-    pthread_mutex_lock(&run.lock);
-    while (!run.done) pthread_cond_wait(&run.cond, &run.lock);
-    pthread_mutex_unlock(&run.lock);
-    printf("%-34s %10s %10s %12s %10s\n", "agent calls in flight (1 s each)", "calls", "peak", "threads", "RSS MiB");
-    /* Before: what the earlier parts left (jemalloc returns freed pages
-     * to the kernel over 10 s). */
-    printf("%-34s %10zu %10u %12ld %10.1f   (%.1f ms for all; before: %ld threads, %.1f MiB)\n",
-           "builtin, timer-driven", inflight, seen_inflight, th_max, (double)rss_max / 1024,
-           (double)(run.t_done - run.t_submit) / 1000, th0, (double)rss0 / 1024);
-    protobuf_c_message_free_unpacked(&s->base, NULL);
-    rig_close(&r);
+        printf("%-34s %10s %10s %12s %10s\n", "agent calls in flight (1 s each)", "calls", "peak",
+               "threads", "RSS MiB");
+        /* Before: what the earlier parts left (jemalloc returns freed pages
+         * to the kernel over 10 s). */
+        printf("%-34s %10zu %10u %12ld %10.1f   (%.1f ms for all; before: %ld threads, %.1f MiB)\n",
+               "builtin, timer-driven", inflight, seen_inflight, th_max, (double)rss_max / 1024,
+               (double)(run.t_done - run.t_submit) / 1000, th0, (double)rss0 / 1024);
+        protobuf_c_message_free_unpacked(&s->base, NULL);
+        rig_close(&r);
     }
     rmdir(base);
     return 0;
