@@ -102,6 +102,7 @@ struct ao_log_batch {
     size_t rec_len, rec_cap;
     uint64_t rec_first;
     size_t rec_n;
+    size_t rec_head1; /* the bytes before its first event's own */
     size_t *rec_wfs;
     size_t rec_nwfs, rec_capwfs;
     uint64_t rec_stamp;
@@ -121,32 +122,6 @@ static uint64_t rd_be64(const unsigned char *p)
     uint64_t v = 0;
     for (int i = 0; i < 8; i++) v = (v << 8) | p[i];
     return v;
-}
-
-static size_t varint_put(unsigned char *out, uint64_t v)
-{
-    size_t n = 0;
-    while (v >= 0x80) {
-        out[n++] = (unsigned char)(v | 0x80);
-        v >>= 7;
-    }
-    out[n++] = (unsigned char)v;
-    return n;
-}
-
-/* Reads a varint at *p (before end) into *v. -1: it does not decode. */
-static int varint_get(const unsigned char **p, const unsigned char *end, uint64_t *v)
-{
-    uint64_t x = 0;
-    for (int shift = 0; *p < end && shift < 64; shift += 7) {
-        unsigned char c = *(*p)++;
-        x |= (uint64_t)(c & 0x7f) << shift;
-        if (!(c & 0x80)) {
-            *v = x;
-            return 0;
-        }
-    }
-    return -1;
 }
 
 /* "WF\0SEQ" keys of wf_index and checkpoints. */
@@ -239,7 +214,7 @@ static int bytes_get(const unsigned char **p, const unsigned char *end, const un
                      size_t *n)
 {
     uint64_t l;
-    if (varint_get(p, end, &l) || l > (uint64_t)(end - *p)) return -1;
+    if (ao_varint_get(p, end, &l) || l > (uint64_t)(end - *p)) return -1;
     *b = *p;
     *n = (size_t)l;
     *p += l;
@@ -260,10 +235,10 @@ static int rec_open(ao_log_t *log, rec_t *r, const char *k, size_t kl, const cha
     if (!vl || (unsigned char)v[0] != REC_MARK) return 0;
     const unsigned char *p = (const unsigned char *)v + 1, *end = (const unsigned char *)v + vl;
     /* Every event takes at least two bytes. */
-    if (varint_get(&p, end, &r->n) || !r->n || r->n > (uint64_t)(end - p) / 2 ||
+    if (ao_varint_get(&p, end, &r->n) || !r->n || r->n > (uint64_t)(end - p) / 2 ||
         r->n - 1 > UINT64_MAX - r->first)
         return rec_corrupt(log, r, "its count", st);
-    if (varint_get(&p, end, &r->n_wfs) || r->n_wfs > r->n)
+    if (ao_varint_get(&p, end, &r->n_wfs) || r->n_wfs > r->n)
         return rec_corrupt(log, r, "its workflows", st);
     r->wfs = p;
     for (uint64_t w = 0; w < r->n_wfs; w++) {
@@ -323,7 +298,7 @@ static int rec_next(ao_log_t *log, rec_t *r, uint64_t *seq, const char **data, s
         return 1;
     }
     const unsigned char *b;
-    if (varint_get(&r->p, r->end, &r->ref) || r->ref > r->n_wfs)
+    if (ao_varint_get(&r->p, r->end, &r->ref) || r->ref > r->n_wfs)
         return rec_corrupt(log, r, "an event's workflow", st);
     if (bytes_get(&r->p, r->end, &b, len)) return rec_corrupt(log, r, "an event's length", st);
     *data = (const char *)b;
@@ -581,7 +556,7 @@ static void put_deltas(wf_group_t *g, const unsigned char *d, size_t n)
 static void put_delta(wf_group_t *g, uint64_t v)
 {
     unsigned char d[10];
-    put_deltas(g, d, varint_put(d, v));
+    put_deltas(g, d, ao_varint_put(d, v));
 }
 
 static wf_group_t *group_event(groups_t *gs, const char *workflow_id, uint64_t seq)
@@ -621,14 +596,9 @@ static void put_record(ao_log_batch_t *b)
     be64(b->rec_first, k);
     unsigned char *body = b->rec + REC_HEAD;
     if (b->rec_n == 1 && !b->rec_nwfs) {
-        /* One event of no workflow: its bytes, after its 0 and length. */
-        const unsigned char *p = body, *ev;
-        uint64_t ref;
-        size_t n;
-        varint_get(&p, body + b->rec_len, &ref);
-        bytes_get(&p, body + b->rec_len, &ev, &n);
+        /* One event of no workflow: its bytes alone. */
         rocksdb_writebatch_put_cf(b->wb, b->log->cf[CF_EVENTS], (const char *)k, 8,
-                                  (const char *)ev, n);
+                                  (const char *)body + b->rec_head1, b->rec_len - b->rec_head1);
     } else {
         size_t hl = 1 + 10 + 10;
         for (size_t i = 0; i < b->rec_nwfs; i++)
@@ -637,12 +607,12 @@ static void put_record(ao_log_batch_t *b)
         unsigned char *head = hl <= REC_HEAD ? b->rec : ao_xmalloc(hl + b->rec_len);
         unsigned char *h = head;
         *h++ = REC_MARK;
-        h += varint_put(h, b->rec_n);
-        h += varint_put(h, b->rec_nwfs);
+        h += ao_varint_put(h, b->rec_n);
+        h += ao_varint_put(h, b->rec_nwfs);
         for (size_t i = 0; i < b->rec_nwfs; i++) {
             const char *id = b->groups.v[b->rec_wfs[i]].workflow_id;
             size_t n = strlen(id);
-            h += varint_put(h, n);
+            h += ao_varint_put(h, n);
             memcpy(h, id, n);
             h += n;
         }
@@ -761,9 +731,12 @@ void ao_log_batch_put_event(ao_log_batch_t *b, uint64_t seq, const char *workflo
         b->rec = ao_xrealloc(b->rec, b->rec_cap);
     }
     unsigned char *at = b->rec + REC_HEAD + b->rec_len;
-    size_t head = varint_put(at, ref);
-    head += varint_put(at + head, len);
-    if (!b->rec_n) b->rec_first = seq;
+    size_t head = ao_varint_put(at, ref);
+    head += ao_varint_put(at + head, len);
+    if (!b->rec_n) {
+        b->rec_first = seq;
+        b->rec_head1 = head;
+    }
     memcpy(at + head, data, len);
     b->rec_len += head + len;
     if (++b->rec_n == REC_MAX_EVENTS || b->rec_len >= REC_MAX_BYTES) put_record(b);
@@ -1071,7 +1044,7 @@ static int wf_entry(wf_ctx_t *c, const char *k, size_t kl, const char *v, size_t
         }
         if (p == end) return 0;
         uint64_t d;
-        if (varint_get(&p, end, &d) || !d) {
+        if (ao_varint_get(&p, end, &d) || !d) {
             ao_status_set(c->r.st, AO_ECORRUPT, "%s: a workflow index entry at %llu does not decode",
                           c->r.log->dir, (unsigned long long)rd_be64((const unsigned char *)k + c->prefix));
             return AO_ECORRUPT;

@@ -194,17 +194,6 @@ static size_t varint_size(uint64_t v)
     return n;
 }
 
-static size_t put_varint(uint8_t *out, uint64_t v)
-{
-    size_t n = 0;
-    while (v >= 0x80) {
-        out[n++] = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    out[n++] = (uint8_t)v;
-    return n;
-}
-
 size_t ao_pb_field_size(uint32_t field, size_t len)
 {
     return varint_size(((uint64_t)field << 3) | PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED) +
@@ -213,8 +202,8 @@ size_t ao_pb_field_size(uint32_t field, size_t len)
 
 size_t ao_pb_put_field(uint8_t *buf, uint32_t field, const void *data, size_t len)
 {
-    size_t n = put_varint(buf, ((uint64_t)field << 3) | PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED);
-    n += put_varint(buf + n, len);
+    size_t n = ao_varint_put(buf, ((uint64_t)field << 3) | PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED);
+    n += ao_varint_put(buf + n, len);
     if (len) memcpy(buf + n, data, len);
     return n + len;
 }

@@ -193,6 +193,31 @@ size_t ao_utf8_fix(char *s)
     return fixed;
 }
 
+size_t ao_varint_put(unsigned char *out, uint64_t v)
+{
+    size_t n = 0;
+    while (v >= 0x80) {
+        out[n++] = (unsigned char)(v | 0x80);
+        v >>= 7;
+    }
+    out[n++] = (unsigned char)v;
+    return n;
+}
+
+int ao_varint_get(const unsigned char **p, const unsigned char *end, uint64_t *v)
+{
+    uint64_t x = 0;
+    for (int shift = 0; *p < end && shift < 64; shift += 7) {
+        unsigned char c = *(*p)++;
+        x |= (uint64_t)(c & 0x7f) << shift;
+        if (!(c & 0x80)) {
+            *v = x;
+            return 0;
+        }
+    }
+    return -1;
+}
+
 const char *ao_malloc_name(char *buf, size_t len)
 {
     /* jemalloc's control entry point, if jemalloc is loaded: linked into

@@ -44,6 +44,13 @@ int ao_utf8_valid(const char *s, size_t len, size_t *bad);
  * Returns how many it replaced. */
 size_t ao_utf8_fix(char *s);
 
+/* Base-128 varints, as protobuf and RocksDB write them: ao_varint_put
+ * writes v at out (at most 10 bytes) and returns how many it wrote;
+ * ao_varint_get reads one at *p (before end) into *v and moves *p past
+ * it, or returns -1 if none decodes there. */
+size_t ao_varint_put(unsigned char *out, uint64_t v);
+int ao_varint_get(const unsigned char **p, const unsigned char *end, uint64_t *v);
+
 /* Whether s (len bytes) is 1..max bytes of [A-Za-z0-9_.:/-]. */
 int ao_valid_id(const char *s, size_t max);
 

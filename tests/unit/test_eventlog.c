@@ -543,6 +543,17 @@ static void set_schema(const char *dir, const char *version)
     raw_close(&r);
 }
 
+/* The value at key k (malloc'd; NULL if none), *vl its length. */
+static char *raw_get(raw_t *r, int cf, const void *k, size_t kl, size_t *vl)
+{
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    char *err = NULL;
+    char *v = rocksdb_get_cf(r->db, ro, r->cf[cf], k, kl, vl, &err);
+    rocksdb_readoptions_destroy(ro);
+    if (err) fail_msg("raw get: %s", err);
+    return v;
+}
+
 static size_t raw_count(raw_t *r, int cf)
 {
     rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
@@ -809,14 +820,33 @@ static void test_records(void **state)
     assert_int_equal(s.seqs[0], 603);
     assert_int_equal(s.data[0][0], 'c');
     assert_int_equal(s.data[2][79 - 1], 'e');
+
+    /* One event of no workflow alone: stored as its bytes, as schemas 1
+     * and 2 stored every event. */
+    const char *none[] = {""};
+    write_events(log, 606, 606, none, 1);
+    memset(&s, 0, sizeof s);
+    read_range(log, 606, 606, 0, &s);
+    char buf[64];
+    size_t len = payload(606, buf, sizeof buf);
+    assert_int_equal(s.n, 1);
+    assert_string_equal(s.data[0], buf);
     ao_log_close(log);
 
     log = open_log(f->dir, 1);
-    assert_int_equal(ao_log_last_seq(log), 605);
+    assert_int_equal(ao_log_last_seq(log), 606);
     ao_log_close(log);
     raw_t r;
     raw_open(&r, f->dir);
-    assert_int_equal(raw_count(&r, RAW_EVENTS), 5); /* 3; then 601-604, 605 */
+    assert_int_equal(raw_count(&r, RAW_EVENTS), 6); /* 3; then 601-604, 605; 606 */
+    unsigned char k606[8];
+    be64(606, k606);
+    size_t vl = 0;
+    char *v = raw_get(&r, RAW_EVENTS, k606, 8, &vl);
+    assert_non_null(v);
+    assert_int_equal(vl, len);
+    assert_memory_equal(v, buf, len);
+    free(v);
     raw_close(&r);
 }
 

@@ -115,12 +115,51 @@ static void test_utf8(void **state)
     assert_true(ao_utf8_valid(s, strlen(s), NULL));
 }
 
+/* Varints as protobuf writes them: round trips at each length's edges,
+ * and what does not decode (cut short, longer than 64 bits). */
+static void test_varint(void **state)
+{
+    (void)state;
+    static const struct {
+        uint64_t v;
+        size_t len;
+    } cases[] = {{0, 1},     {1, 1},     {127, 1},        {128, 2},         {300, 2},
+                 {16383, 2}, {16384, 3}, {UINT32_MAX, 5}, {1ULL << 63, 10}, {UINT64_MAX, 10}};
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        unsigned char buf[10];
+        size_t n = ao_varint_put(buf, cases[k].v);
+        if (n != cases[k].len)
+            fail_msg("%llu: %zu bytes, expected %zu", (unsigned long long)cases[k].v, n,
+                     cases[k].len);
+        const unsigned char *p = buf;
+        uint64_t got = 0;
+        assert_int_equal(ao_varint_get(&p, buf + n, &got), 0);
+        assert_true(got == cases[k].v);
+        assert_ptr_equal(p, buf + n);
+        /* Cut short by a byte: nothing decodes. */
+        p = buf;
+        assert_int_equal(ao_varint_get(&p, buf + n - 1, &got), -1);
+    }
+    /* 300 is 0xac 0x02, as protobuf's encoding guide gives it. */
+    unsigned char b300[10];
+    assert_int_equal(ao_varint_put(b300, 300), 2);
+    assert_int_equal(b300[0], 0xac);
+    assert_int_equal(b300[1], 0x02);
+    /* Eleven bytes with the continuation bit: past 64 bits, refused. */
+    unsigned char longer[11];
+    memset(longer, 0xff, sizeof longer);
+    const unsigned char *p = longer;
+    uint64_t v;
+    assert_int_equal(ao_varint_get(&p, longer + sizeof longer, &v), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_malloc_name),
         cmocka_unit_test(test_malloc_name_truncates),
         cmocka_unit_test(test_utf8),
+        cmocka_unit_test(test_varint),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
