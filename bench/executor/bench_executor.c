@@ -371,12 +371,12 @@ int main(int argc, char **argv)
         int rounds = quick ? 1 : ROUNDS;
         int sync_rounds = only && !strcmp(only, "chain-async") ? 0 : rounds;
         for (int k = 0; k < sync_rounds; k++) {
-            floors[k] = write_floor_us(base, 1, (int)chain / 2);
+            double before = write_floor_us(base, 1, (int)chain / 2);
             rig_open(&r, base, "chain-sync", 1, 0);
             uint64_t c0 = atomic_load(&ao_metrics.commit_micros);
             syncs[k] = run_workflow(&r, s, NULL) / (double)chain;
             logs[k] = (double)(atomic_load(&ao_metrics.commit_micros) - c0) / (double)chain;
-            floors[k] = (floors[k] + write_floor_us(base, 1, (int)chain / 2)) / 2;
+            floors[k] = (before + write_floor_us(base, 1, (int)chain / 2)) / 2;
             ratios[k] = syncs[k] / floors[k];
             rig_close(&r);
         }
